@@ -1,0 +1,297 @@
+//! The state cache a block executes against: records are read from the
+//! committed state once, decoded, changed in memory, and written back once
+//! when the block is finished. A journal lets one transaction's changes be
+//! rolled back when its payload fails.
+
+use std::collections::HashMap;
+
+use sou_types::{Address, Hash, Symbol};
+
+use crate::lthash::LtHash;
+use crate::params::Params;
+use crate::state::{
+    Account, AssetInfo, Delegation, StateKey, StateValue, UnbondingEntry, Validator, ValidatorSet,
+};
+use crate::store::StateReader;
+use crate::{Error, Result};
+
+struct Slot {
+    /// The bytes in committed state when first read (for the state root).
+    original: Option<Vec<u8>>,
+    current: Option<StateValue>,
+    dirty: bool,
+}
+
+/// State changes of a finished block: what to write, and the new LtHash.
+#[derive(Debug)]
+pub struct StateDiff {
+    pub writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    pub lthash: LtHash,
+}
+
+pub struct StateCache<'a, R: StateReader> {
+    reader: &'a R,
+    slots: HashMap<StateKey, Slot>,
+    journal: Vec<(StateKey, Option<StateValue>, bool)>,
+}
+
+impl<R: StateReader> std::fmt::Debug for StateCache<'_, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StateCache({} records)", self.slots.len())
+    }
+}
+
+/// A position in the journal to roll back to.
+#[derive(Clone, Copy, Debug)]
+pub struct Checkpoint(usize);
+
+fn decode(key: &StateKey, bytes: &[u8]) -> Result<StateValue> {
+    StateValue::decode(key, bytes).map_err(|e| Error::Corrupt {
+        what: format!("state record {key:?}"),
+        reason: e.to_string(),
+    })
+}
+
+impl<'a, R: StateReader> StateCache<'a, R> {
+    pub fn new(reader: &'a R) -> Self {
+        StateCache {
+            reader,
+            slots: HashMap::new(),
+            journal: Vec::new(),
+        }
+    }
+
+    /// Reads every key not yet cached in one batched lookup.
+    pub fn prefetch(&mut self, keys: impl IntoIterator<Item = StateKey>) -> Result<()> {
+        let mut missing: Vec<StateKey> = keys
+            .into_iter()
+            .filter(|k| !self.slots.contains_key(k))
+            .collect();
+        missing.sort();
+        missing.dedup();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let encoded: Vec<Vec<u8>> = missing.iter().map(StateKey::encode).collect();
+        let values = self.reader.multi_get_state(&encoded)?;
+        for (key, bytes) in missing.into_iter().zip(values) {
+            let current = bytes.as_deref().map(|b| decode(&key, b)).transpose()?;
+            self.slots.insert(
+                key,
+                Slot {
+                    original: bytes,
+                    current,
+                    dirty: false,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    fn load(&mut self, key: &StateKey) -> Result<&Slot> {
+        if !self.slots.contains_key(key) {
+            let bytes = self.reader.get_state(&key.encode())?;
+            let current = bytes.as_deref().map(|b| decode(key, b)).transpose()?;
+            self.slots.insert(
+                key.clone(),
+                Slot {
+                    original: bytes,
+                    current,
+                    dirty: false,
+                },
+            );
+        }
+        self.slots.get(key).ok_or_else(|| Error::Corrupt {
+            what: "state cache".into(),
+            reason: "slot vanished".into(),
+        })
+    }
+
+    fn get(&mut self, key: &StateKey) -> Result<Option<&StateValue>> {
+        Ok(self.load(key)?.current.as_ref())
+    }
+
+    fn put(&mut self, key: StateKey, value: Option<StateValue>) -> Result<()> {
+        self.load(&key)?;
+        if let Some(slot) = self.slots.get_mut(&key) {
+            let previous = std::mem::replace(&mut slot.current, value);
+            self.journal.push((key, previous, slot.dirty));
+            slot.dirty = true;
+        }
+        Ok(())
+    }
+
+    pub fn checkpoint(&self) -> Checkpoint {
+        Checkpoint(self.journal.len())
+    }
+
+    /// Undoes every change made since `cp`.
+    pub fn rollback(&mut self, cp: Checkpoint) {
+        while self.journal.len() > cp.0 {
+            let Some((key, previous, dirty)) = self.journal.pop() else {
+                break;
+            };
+            if let Some(slot) = self.slots.get_mut(&key) {
+                slot.current = previous;
+                slot.dirty = dirty;
+            }
+        }
+    }
+
+    /// Forgets the journal: the changes so far can no longer be rolled back.
+    pub fn settle(&mut self) {
+        self.journal.clear();
+    }
+
+    /// The writes this cache makes to committed state, and the LtHash of the
+    /// state after them, starting from `base` (the committed state's LtHash).
+    /// Costs in proportion to the records changed, not to the state's size.
+    pub fn diff(&self, base: &LtHash) -> StateDiff {
+        let mut lthash = base.clone();
+        let mut writes = Vec::new();
+        for (key, slot) in &self.slots {
+            if !slot.dirty {
+                continue;
+            }
+            let new = slot.current.as_ref().map(StateValue::encode);
+            if new == slot.original {
+                continue;
+            }
+            let k = key.encode();
+            if let Some(old) = &slot.original {
+                lthash.remove(&k, old);
+            }
+            if let Some(v) = &new {
+                lthash.add(&k, v);
+            }
+            writes.push((k, new));
+        }
+        // The writes' order does not matter to RocksDB or to the LtHash; a
+        // sorted list keeps the output the same on every machine anyway.
+        writes.sort();
+        StateDiff { writes, lthash }
+    }
+
+    // Typed accessors. A missing record reads as the type's empty value
+    // where it has one, and writing an empty value deletes the record.
+
+    pub fn params(&mut self) -> Result<Params> {
+        match self.get(&StateKey::Params)? {
+            Some(StateValue::Params(p)) => Ok(p.clone()),
+            _ => Err(Error::Corrupt {
+                what: "params".into(),
+                reason: "no protocol parameters in state (genesis not written?)".into(),
+            }),
+        }
+    }
+
+    pub fn set_params(&mut self, p: Params) -> Result<()> {
+        self.put(StateKey::Params, Some(StateValue::Params(p)))
+    }
+
+    pub fn account(&mut self, a: &Address) -> Result<Account> {
+        match self.get(&StateKey::Account(*a))? {
+            Some(StateValue::Account(acc)) => Ok(acc.clone()),
+            _ => Ok(Account::default()),
+        }
+    }
+
+    pub fn set_account(&mut self, a: Address, acc: Account) -> Result<()> {
+        let v = (!acc.is_empty()).then_some(StateValue::Account(acc));
+        self.put(StateKey::Account(a), v)
+    }
+
+    pub fn asset(&mut self, s: &Symbol) -> Result<Option<AssetInfo>> {
+        match self.get(&StateKey::Asset(*s))? {
+            Some(StateValue::Asset(a)) => Ok(Some(a.clone())),
+            _ => Ok(None),
+        }
+    }
+
+    pub fn set_asset(&mut self, a: AssetInfo) -> Result<()> {
+        self.put(StateKey::Asset(a.symbol), Some(StateValue::Asset(a)))
+    }
+
+    pub fn validator(&mut self, op: &Address) -> Result<Option<Validator>> {
+        match self.get(&StateKey::Validator(*op))? {
+            Some(StateValue::Validator(v)) => Ok(Some(v.clone())),
+            _ => Ok(None),
+        }
+    }
+
+    pub fn set_validator(&mut self, v: Validator) -> Result<()> {
+        self.put(
+            StateKey::Validator(v.operator),
+            Some(StateValue::Validator(v)),
+        )
+    }
+
+    pub fn delegation(&mut self, delegator: &Address, validator: &Address) -> Result<Delegation> {
+        match self.get(&StateKey::Delegation(*delegator, *validator))? {
+            Some(StateValue::Delegation(d)) => Ok(d.clone()),
+            _ => Ok(Delegation::default()),
+        }
+    }
+
+    pub fn set_delegation(
+        &mut self,
+        delegator: Address,
+        validator: Address,
+        d: Delegation,
+    ) -> Result<()> {
+        let v = (d.shares != 0 || d.reward_debt != 0).then_some(StateValue::Delegation(d));
+        self.put(StateKey::Delegation(delegator, validator), v)
+    }
+
+    pub fn unbonding(&mut self, validator: &Address) -> Result<Vec<UnbondingEntry>> {
+        match self.get(&StateKey::Unbonding(*validator))? {
+            Some(StateValue::Unbonding(u)) => Ok(u.clone()),
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    pub fn set_unbonding(
+        &mut self,
+        validator: Address,
+        entries: Vec<UnbondingEntry>,
+    ) -> Result<()> {
+        let v = (!entries.is_empty()).then_some(StateValue::Unbonding(entries));
+        self.put(StateKey::Unbonding(validator), v)
+    }
+
+    pub fn validator_set(&mut self, epoch: u64) -> Result<Option<ValidatorSet>> {
+        match self.get(&StateKey::ValidatorSet(epoch))? {
+            Some(StateValue::ValidatorSet(s)) => Ok(Some(s.clone())),
+            _ => Ok(None),
+        }
+    }
+
+    pub fn set_validator_set(&mut self, set: ValidatorSet) -> Result<()> {
+        self.put(
+            StateKey::ValidatorSet(set.epoch),
+            Some(StateValue::ValidatorSet(set)),
+        )
+    }
+
+    pub fn candidates(&mut self) -> Result<Vec<Address>> {
+        match self.get(&StateKey::Candidates)? {
+            Some(StateValue::Candidates(c)) => Ok(c.clone()),
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    pub fn set_candidates(&mut self, c: Vec<Address>) -> Result<()> {
+        self.put(StateKey::Candidates, Some(StateValue::Candidates(c)))
+    }
+
+    pub fn evidence_height(&mut self, h: &Hash) -> Result<Option<u64>> {
+        match self.get(&StateKey::Evidence(*h))? {
+            Some(StateValue::Evidence(height)) => Ok(Some(*height)),
+            _ => Ok(None),
+        }
+    }
+
+    pub fn set_evidence(&mut self, h: Hash, height: u64) -> Result<()> {
+        self.put(StateKey::Evidence(h), Some(StateValue::Evidence(height)))
+    }
+}

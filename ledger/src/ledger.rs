@@ -1,0 +1,330 @@
+//! The ledger as the node uses it: a RocksDB store with a committed tip,
+//! block building and checking on top of it, and read access for queries.
+
+use std::path::Path;
+
+use sou_types::asset::NATIVE;
+use sou_types::{
+    Address, Amount, Block, BlockHeader, ChainId, Hash, PublicKey, SignedTransaction, Symbol,
+    TxHash,
+};
+
+use crate::cache::StateCache;
+use crate::exec::{Applied, BlockContext, BlockExecutor, ExecutedBlock, OnInvalid};
+use crate::params::Params;
+use crate::state::{
+    bonded_pool, Account, AssetInfo, AssetRoles, Delegation, Validator, ValidatorSet,
+};
+use crate::store::{StateReader, Store, Tip};
+use crate::{Error, Result};
+
+/// An issued asset as genesis creates it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GenesisAsset {
+    pub symbol: Symbol,
+    pub name: String,
+    pub decimals: u8,
+    pub roles: AssetRoles,
+    pub minters: Vec<(Address, Amount)>,
+}
+
+/// A validator in genesis: registered, with `stake` native tokens self-bonded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GenesisValidator {
+    pub operator: Address,
+    pub consensus_key: PublicKey,
+    pub commission_bps: u16,
+    pub stake: Amount,
+}
+
+/// The initial state of a chain, already validated by `sou-genesis`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GenesisState {
+    pub chain_id: ChainId,
+    pub genesis_time_ms: u64,
+    pub params: Params,
+    /// Every asset, the native token included.
+    pub assets: Vec<GenesisAsset>,
+    pub balances: Vec<(Address, Symbol, Amount)>,
+    pub validators: Vec<GenesisValidator>,
+}
+
+#[derive(Debug)]
+pub struct Ledger {
+    store: Store,
+    chain_id: ChainId,
+    params: Params,
+    tip: Tip,
+    tip_header: BlockHeader,
+}
+
+fn genesis_err(msg: impl Into<String>) -> Error {
+    Error::Genesis(msg.into())
+}
+
+/// A state with nothing in it: what genesis is built on, whatever the
+/// database already holds.
+struct EmptyState;
+
+impl StateReader for EmptyState {
+    fn get_state(&self, _key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
+
+    fn multi_get_state(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
+        Ok(vec![None; keys.len()])
+    }
+}
+
+/// Executes the genesis state into block 0.
+fn genesis_block(g: &GenesisState) -> Result<ExecutedBlock> {
+    let ctx = BlockContext {
+        chain_id: g.chain_id.clone(),
+        height: 0,
+        parent: Hash::ZERO,
+        proposer: Address([0; 32]),
+        timestamp_ms: g.genesis_time_ms,
+    };
+    let mut exec = BlockExecutor::genesis(&EmptyState, g.params.clone(), ctx)?;
+    let mut supplies: std::collections::BTreeMap<Symbol, Amount> = Default::default();
+    let mut add_supply = |s: Symbol, a: Amount| -> Result<()> {
+        let e = supplies.entry(s).or_default();
+        *e = e
+            .checked_add(a)
+            .ok_or_else(|| genesis_err(format!("supply of {s} overflows")))?;
+        Ok(())
+    };
+    for (addr, asset, amount) in &g.balances {
+        if !g.assets.iter().any(|a| a.symbol == *asset) {
+            return Err(genesis_err(format!(
+                "balance of {addr} is in unknown asset {asset}"
+            )));
+        }
+        add_supply(*asset, *amount)?;
+        exec.genesis_credit(*addr, *asset, *amount)?;
+    }
+    for v in &g.validators {
+        add_supply(NATIVE, v.stake)?;
+        exec.genesis_credit(bonded_pool(), NATIVE, v.stake)?;
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for a in &g.assets {
+        if !seen.insert(a.symbol) {
+            return Err(genesis_err(format!("asset {} is listed twice", a.symbol)));
+        }
+        let mut minters = a.minters.clone();
+        minters.sort();
+        exec.cache.set_asset(AssetInfo {
+            symbol: a.symbol,
+            name: a.name.clone(),
+            decimals: a.decimals,
+            supply: supplies.get(&a.symbol).copied().unwrap_or_default(),
+            paused: false,
+            roles: a.roles.clone(),
+            minters,
+        })?;
+    }
+    if !seen.contains(&NATIVE) {
+        return Err(genesis_err("the native asset SOU is missing"));
+    }
+    if !seen.contains(&g.params.fee_asset) {
+        return Err(genesis_err(format!(
+            "fee asset {} is not among the assets",
+            g.params.fee_asset
+        )));
+    }
+    for v in &g.validators {
+        exec.genesis_validator(v.operator, v.consensus_key, v.commission_bps, v.stake)?;
+    }
+    let executed = exec.finish()?;
+    Ok(executed)
+}
+
+impl Ledger {
+    /// Opens the ledger at `path`, writing `genesis` as block 0 if the
+    /// database is new. An existing database must hold the same genesis.
+    pub fn init(path: &Path, genesis: &GenesisState) -> Result<Ledger> {
+        let store = Store::open(path)?;
+        let executed = genesis_block(genesis)?;
+        match store.tip()? {
+            None => store.commit(&executed)?,
+            Some(_) => {
+                let ours = executed.block.hash();
+                let theirs = store.header(0)?.map(|h| h.hash());
+                if theirs != Some(ours) {
+                    return Err(genesis_err(format!(
+                        "the database holds another chain (genesis {theirs:?}, expected {ours})"
+                    )));
+                }
+            }
+        }
+        drop(executed);
+        Self::from_store(store)
+    }
+
+    /// Opens an initialised ledger.
+    pub fn open(path: &Path) -> Result<Ledger> {
+        Self::from_store(Store::open(path)?)
+    }
+
+    fn from_store(store: Store) -> Result<Ledger> {
+        let tip = store.tip()?.ok_or(Error::NoGenesis)?;
+        let tip_header = store.header(tip.height)?.ok_or_else(|| Error::Corrupt {
+            what: "blocks".into(),
+            reason: format!("the tip block {} is missing", tip.height),
+        })?;
+        let params = StateCache::new(&store).params()?;
+        Ok(Ledger {
+            chain_id: tip_header.chain_id.clone(),
+            store,
+            params,
+            tip,
+            tip_header,
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn tip(&self) -> Tip {
+        self.tip
+    }
+
+    pub fn tip_header(&self) -> &BlockHeader {
+        &self.tip_header
+    }
+
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    pub fn chain_id(&self) -> &ChainId {
+        &self.chain_id
+    }
+
+    /// Starts executing the block after the tip.
+    pub fn begin_block(
+        &self,
+        proposer: Address,
+        timestamp_ms: u64,
+    ) -> Result<BlockExecutor<'_, Store>> {
+        let ctx = BlockContext {
+            chain_id: self.chain_id.clone(),
+            height: self.tip.height + 1,
+            parent: self.tip.hash,
+            proposer,
+            timestamp_ms,
+        };
+        BlockExecutor::new(&self.store, self.store.lthash()?, ctx)
+    }
+
+    /// Builds the next block from candidate transactions, leaving out those
+    /// that may not be included and those that do not fit.
+    pub fn propose(
+        &self,
+        txs: Vec<SignedTransaction>,
+        proposer: Address,
+        timestamp_ms: u64,
+        verified: &dyn Fn(&TxHash) -> bool,
+    ) -> Result<(ExecutedBlock, Applied)> {
+        let mut exec =
+            self.begin_block(proposer, timestamp_ms.max(self.tip_header.timestamp_ms))?;
+        let applied = exec.apply(txs, verified, OnInvalid::Skip)?;
+        Ok((exec.finish()?, applied))
+    }
+
+    /// Executes someone else's block on the tip and checks it: parent,
+    /// height, chain, timestamp, every transaction, the transactions root
+    /// and the state root.
+    pub fn execute(
+        &self,
+        block: Block,
+        verified: &dyn Fn(&TxHash) -> bool,
+    ) -> Result<ExecutedBlock> {
+        let h = &block.header;
+        let invalid = |reason: String| Error::InvalidBlock {
+            height: h.height,
+            reason,
+        };
+        if h.height != self.tip.height + 1 || h.parent != self.tip.hash {
+            return Err(invalid(format!(
+                "does not extend the tip {} at height {}",
+                self.tip.hash, self.tip.height
+            )));
+        }
+        if h.chain_id != self.chain_id {
+            return Err(invalid(format!(
+                "chain id {} is not {}",
+                h.chain_id, self.chain_id
+            )));
+        }
+        if h.timestamp_ms < self.tip_header.timestamp_ms {
+            return Err(invalid("timestamp is before the parent's".into()));
+        }
+        let mut exec = self.begin_block(h.proposer, h.timestamp_ms)?;
+        let expected = block.header.clone();
+        exec.apply(block.transactions, verified, OnInvalid::Reject)?;
+        let executed = exec.finish()?;
+        let got = &executed.block.header;
+        if got.tx_root != expected.tx_root {
+            return Err(invalid(format!(
+                "transactions root {} does not match {}",
+                expected.tx_root, got.tx_root
+            )));
+        }
+        if got.state_root != expected.state_root {
+            return Err(invalid(format!(
+                "state root {} does not match the executed {}",
+                expected.state_root, got.state_root
+            )));
+        }
+        Ok(executed)
+    }
+
+    /// Commits an executed block (see [`Store::commit`]) and moves the tip.
+    pub fn commit(&mut self, executed: &ExecutedBlock) -> Result<()> {
+        self.store.commit(executed)?;
+        self.tip = Tip {
+            height: executed.block.height(),
+            hash: executed.block.hash(),
+        };
+        self.tip_header = executed.block.header.clone();
+        Ok(())
+    }
+
+    // Queries over committed state.
+
+    fn reader(&self) -> StateCache<'_, Store> {
+        StateCache::new(&self.store)
+    }
+
+    pub fn account(&self, a: &Address) -> Result<Account> {
+        self.reader().account(a)
+    }
+
+    pub fn asset(&self, s: &Symbol) -> Result<Option<AssetInfo>> {
+        self.reader().asset(s)
+    }
+
+    pub fn validator(&self, op: &Address) -> Result<Option<Validator>> {
+        self.reader().validator(op)
+    }
+
+    pub fn delegation(&self, delegator: &Address, validator: &Address) -> Result<Delegation> {
+        self.reader().delegation(delegator, validator)
+    }
+
+    pub fn validator_set(&self, epoch: u64) -> Result<Option<ValidatorSet>> {
+        self.reader().validator_set(epoch)
+    }
+
+    pub fn candidates(&self) -> Result<Vec<Address>> {
+        self.reader().candidates()
+    }
+
+    /// The state root of the committed tip.
+    pub fn state_root(&self) -> Hash {
+        self.tip_header.state_root
+    }
+}

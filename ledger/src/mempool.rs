@@ -1,0 +1,436 @@
+//! The mempool's admission rules and block selection, as library code the
+//! node runs. Every transaction in the pool has had its signature verified
+//! (in batches, on admission), so a block built from the pool, or received
+//! holding pool transactions, need not verify them again.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use sou_types::asset::NATIVE;
+use sou_types::crypto::verify_batch;
+use sou_types::{Address, Amount, Payload, SignedTransaction, Symbol, TxHash};
+
+use crate::error::InvalidTx;
+use crate::exec::check_static;
+use crate::ledger::Ledger;
+use crate::Result;
+
+/// Limits of the mempool, set in the node's config.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MempoolConfig {
+    /// Most transactions held.
+    pub max_txs: usize,
+    /// Most bytes of encoded transactions held.
+    pub max_bytes: usize,
+    /// Most transactions held for one sender.
+    pub max_txs_per_sender: usize,
+    /// How far past the account's next nonce a transaction may be.
+    pub nonce_window: u64,
+}
+
+impl Default for MempoolConfig {
+    fn default() -> Self {
+        MempoolConfig {
+            max_txs: 200_000,
+            max_bytes: 256 * 1024 * 1024,
+            max_txs_per_sender: 256,
+            nonce_window: 256,
+        }
+    }
+}
+
+/// Why the mempool turned a transaction away.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdmitError {
+    #[error(transparent)]
+    Invalid(#[from] InvalidTx),
+    #[error("transaction {0} is already in the mempool")]
+    Duplicate(TxHash),
+    #[error("the sender already has a pending transaction with nonce {0}")]
+    NonceTaken(u64),
+    #[error("the sender has {max} pending transactions, the most allowed")]
+    SenderFull { max: usize },
+    #[error("the mempool is full ({max_txs} transactions or {max_bytes} bytes)")]
+    Full { max_txs: usize, max_bytes: usize },
+    #[error("ledger error while checking: {0}")]
+    Ledger(String),
+}
+
+impl AdmitError {
+    /// A short, stable label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            AdmitError::Invalid(InvalidTx::BadSignature) => "bad_signature",
+            AdmitError::Invalid(InvalidTx::WrongChain { .. }) => "wrong_chain",
+            AdmitError::Invalid(InvalidTx::NonceUsed { .. }) => "nonce_used",
+            AdmitError::Invalid(InvalidTx::NonceTooFar { .. } | InvalidTx::NonceNotNext { .. }) => {
+                "nonce_gap"
+            }
+            AdmitError::Invalid(InvalidTx::Expired { .. } | InvalidTx::ExpiryTooFar { .. }) => {
+                "expiry"
+            }
+            AdmitError::Invalid(InvalidTx::InsufficientBalance { .. }) => "insufficient_balance",
+            AdmitError::Invalid(InvalidTx::SenderFrozen(_)) => "frozen",
+            AdmitError::Invalid(_) => "invalid",
+            AdmitError::Duplicate(_) => "duplicate",
+            AdmitError::NonceTaken(_) => "nonce_taken",
+            AdmitError::SenderFull { .. } => "sender_full",
+            AdmitError::Full { .. } => "mempool_full",
+            AdmitError::Ledger(_) => "internal",
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    tx: SignedTransaction,
+    len: usize,
+}
+
+#[derive(Debug, Default)]
+struct SenderQueue {
+    /// Pending transactions by nonce.
+    by_nonce: BTreeMap<u64, TxHash>,
+    /// The account's next nonce when last read from the ledger.
+    account_nonce: u64,
+    /// When the sender first got a pending transaction: selection is fair
+    /// between senders in this order.
+    arrival: u64,
+}
+
+/// What a transaction could spend at most: the fee and the amounts it moves.
+fn spend(tx: &SignedTransaction, fee_asset: Symbol, fee: Amount) -> Vec<(Symbol, u128)> {
+    let mut out = vec![(fee_asset, fee.0)];
+    match &tx.tx.payload {
+        Payload::Transfer { asset, amount, .. } | Payload::Burn { asset, amount } => {
+            out.push((*asset, amount.0));
+        }
+        Payload::BatchTransfer { asset, payouts, .. } => {
+            let total = payouts
+                .as_slice()
+                .iter()
+                .fold(0u128, |acc, p| acc.saturating_add(p.amount.0));
+            out.push((*asset, total));
+        }
+        Payload::Bond { amount, .. } => out.push((NATIVE, amount.0)),
+        _ => {}
+    }
+    out
+}
+
+#[derive(Debug, Default)]
+pub struct Mempool {
+    config: MempoolConfig,
+    entries: HashMap<TxHash, Entry>,
+    senders: HashMap<Address, SenderQueue>,
+    bytes: usize,
+    next_arrival: u64,
+}
+
+impl Mempool {
+    pub fn new(config: MempoolConfig) -> Mempool {
+        Mempool {
+            config,
+            ..Default::default()
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub fn contains(&self, hash: &TxHash) -> bool {
+        self.entries.contains_key(hash)
+    }
+
+    pub fn get(&self, hash: &TxHash) -> Option<&SignedTransaction> {
+        self.entries.get(hash).map(|e| &e.tx)
+    }
+
+    /// Checks and admits transactions against the ledger's committed state.
+    /// Returns a result per transaction, in order. Signatures of those that
+    /// pass every other check are verified in one batch.
+    pub fn admit(
+        &mut self,
+        txs: Vec<SignedTransaction>,
+        ledger: &Ledger,
+    ) -> Vec<Result<TxHash, AdmitError>> {
+        let height = ledger.tip().height + 1;
+        let mut results: Vec<Result<TxHash, AdmitError>> = Vec::with_capacity(txs.len());
+        let mut candidates: Vec<(usize, TxHash, SignedTransaction, usize)> = Vec::new();
+        let mut seen = HashSet::new();
+        // Pending spend per (sender, asset) including this batch's earlier
+        // transactions, so a sender cannot over-commit within one batch.
+        let mut pending_spend: HashMap<(Address, Symbol), u128> = HashMap::new();
+        let mut pending_nonces: HashMap<Address, HashSet<u64>> = HashMap::new();
+        for (i, tx) in txs.into_iter().enumerate() {
+            let hash = tx.hash();
+            let len = sou_types::codec::encode(&tx).len();
+            let checked = self.check(
+                &tx,
+                hash,
+                len,
+                height,
+                ledger,
+                &mut seen,
+                &mut pending_spend,
+                &mut pending_nonces,
+            );
+            match checked {
+                Ok(()) => {
+                    results.push(Ok(hash));
+                    candidates.push((i, hash, tx, len));
+                }
+                Err(e) => results.push(Err(e)),
+            }
+        }
+        let items: Vec<_> = candidates
+            .iter()
+            .map(|(_, h, tx, _)| (tx.tx.sender.public_key(), *h, tx.signature))
+            .collect();
+        let valid = verify_batch(&items);
+        for ((i, hash, tx, len), ok) in candidates.into_iter().zip(valid) {
+            if !ok {
+                results[i] = Err(InvalidTx::BadSignature.into());
+                continue;
+            }
+            if self.entries.len() >= self.config.max_txs || self.bytes + len > self.config.max_bytes
+            {
+                results[i] = Err(AdmitError::Full {
+                    max_txs: self.config.max_txs,
+                    max_bytes: self.config.max_bytes,
+                });
+                continue;
+            }
+            let arrival = self.next_arrival;
+            let queue = self
+                .senders
+                .entry(tx.tx.sender)
+                .or_insert_with(|| SenderQueue {
+                    arrival,
+                    ..Default::default()
+                });
+            if queue.arrival == arrival {
+                self.next_arrival += 1;
+            }
+            if queue.by_nonce.len() >= self.config.max_txs_per_sender {
+                results[i] = Err(AdmitError::SenderFull {
+                    max: self.config.max_txs_per_sender,
+                });
+                continue;
+            }
+            match ledger.account(&tx.tx.sender) {
+                Ok(acc) => queue.account_nonce = acc.nonce,
+                Err(e) => {
+                    results[i] = Err(AdmitError::Ledger(e.to_string()));
+                    continue;
+                }
+            }
+            queue.by_nonce.insert(tx.tx.nonce, hash);
+            self.bytes += len;
+            self.entries.insert(hash, Entry { tx, len });
+        }
+        // Senders whose every candidate failed may have left an empty queue.
+        self.senders.retain(|_, q| !q.by_nonce.is_empty());
+        results
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn check(
+        &self,
+        tx: &SignedTransaction,
+        hash: TxHash,
+        len: usize,
+        height: u64,
+        ledger: &Ledger,
+        seen: &mut HashSet<TxHash>,
+        pending_spend: &mut HashMap<(Address, Symbol), u128>,
+        pending_nonces: &mut HashMap<Address, HashSet<u64>>,
+    ) -> Result<(), AdmitError> {
+        let p = ledger.params();
+        if self.entries.contains_key(&hash) || !seen.insert(hash) {
+            return Err(AdmitError::Duplicate(hash));
+        }
+        check_static(tx, len, p, ledger.chain_id(), height)?;
+        let max_expiry = height.saturating_add(p.max_tx_lifetime_blocks);
+        if tx.tx.expiry_height > max_expiry {
+            return Err(InvalidTx::ExpiryTooFar {
+                expiry: tx.tx.expiry_height,
+                height,
+                max: p.max_tx_lifetime_blocks,
+            }
+            .into());
+        }
+        let sender = tx.tx.sender;
+        let acc = ledger
+            .account(&sender)
+            .map_err(|e| AdmitError::Ledger(e.to_string()))?;
+        let nonce = tx.tx.nonce;
+        if nonce < acc.nonce {
+            return Err(InvalidTx::NonceUsed {
+                got: nonce,
+                expected: acc.nonce,
+            }
+            .into());
+        }
+        if nonce - acc.nonce >= self.config.nonce_window {
+            return Err(InvalidTx::NonceTooFar {
+                got: nonce,
+                expected: acc.nonce,
+                window: self.config.nonce_window,
+            }
+            .into());
+        }
+        let queue = self.senders.get(&sender);
+        let batch_nonces = pending_nonces.entry(sender).or_default();
+        if queue.is_some_and(|q| q.by_nonce.contains_key(&nonce)) || batch_nonces.contains(&nonce) {
+            return Err(AdmitError::NonceTaken(nonce));
+        }
+        if acc.is_frozen(&p.fee_asset) {
+            return Err(InvalidTx::SenderFrozen(p.fee_asset).into());
+        }
+        // Balance: this transaction's spend plus everything pending from the
+        // same sender must be covered by what the account holds now.
+        let mut own: BTreeMap<Symbol, u128> = BTreeMap::new();
+        for (asset, amount) in spend(tx, p.fee_asset, p.tx_fee) {
+            let e = own.entry(asset).or_default();
+            *e = e.saturating_add(amount);
+        }
+        let mut totals = Vec::with_capacity(own.len());
+        for (asset, amount) in own {
+            let already = match pending_spend.get(&(sender, asset)) {
+                Some(v) => *v,
+                None => queue.map_or(0, |q| {
+                    q.by_nonce
+                        .values()
+                        .filter_map(|h| self.entries.get(h))
+                        .flat_map(|e| spend(&e.tx, p.fee_asset, p.tx_fee))
+                        .filter(|(s, _)| *s == asset)
+                        .fold(0u128, |a, (_, v)| a.saturating_add(v))
+                }),
+            };
+            let total = already.saturating_add(amount);
+            let have = acc.balance(&asset);
+            if have.0 < total {
+                return Err(InvalidTx::InsufficientBalance {
+                    asset,
+                    have,
+                    need: Amount(total),
+                }
+                .into());
+            }
+            totals.push((asset, total));
+        }
+        for (asset, total) in totals {
+            pending_spend.insert((sender, asset), total);
+        }
+        batch_nonces.insert(nonce);
+        Ok(())
+    }
+
+    /// Transactions for the next block: for each sender, a run of
+    /// consecutive nonces from the account's next nonce, taken from senders
+    /// in turn (in order of arrival) until the limits are reached.
+    pub fn select(&self, max_txs: usize, max_bytes: usize) -> Vec<SignedTransaction> {
+        let mut queues: Vec<(
+            &u64,
+            std::collections::btree_map::Iter<'_, u64, TxHash>,
+            u64,
+        )> = {
+            let mut qs: Vec<&SenderQueue> = self.senders.values().collect();
+            qs.sort_by_key(|q| q.arrival);
+            qs.into_iter()
+                .map(|q| (&q.arrival, q.by_nonce.iter(), q.account_nonce))
+                .collect()
+        };
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        loop {
+            let mut progressed = false;
+            for (_, iter, expected) in queues.iter_mut() {
+                if out.len() >= max_txs {
+                    return out;
+                }
+                let Some((&nonce, hash)) = iter.next() else {
+                    continue;
+                };
+                if nonce != *expected {
+                    // A gap: nothing further from this sender can execute.
+                    while iter.next().is_some() {}
+                    continue;
+                }
+                let Some(entry) = self.entries.get(hash) else {
+                    continue;
+                };
+                if bytes + entry.len > max_bytes {
+                    return out;
+                }
+                bytes += entry.len;
+                *expected += 1;
+                out.push(entry.tx.clone());
+                progressed = true;
+            }
+            if !progressed {
+                return out;
+            }
+        }
+    }
+
+    /// After a block is committed: drops the transactions it included and
+    /// any others made stale (used nonces, expired), and refreshes the
+    /// senders' nonces.
+    pub fn update(&mut self, included: &[TxHash], ledger: &Ledger) -> Result<()> {
+        let mut touched = HashSet::new();
+        for h in included {
+            if let Some(e) = self.entries.get(h) {
+                touched.insert(e.tx.tx.sender);
+            }
+        }
+        let next_height = ledger.tip().height + 1;
+        for sender in touched {
+            let nonce = ledger.account(&sender)?.nonce;
+            if let Some(q) = self.senders.get_mut(&sender) {
+                q.account_nonce = nonce;
+                let stale: Vec<u64> = q.by_nonce.range(..nonce).map(|(n, _)| *n).collect();
+                for n in stale {
+                    if let Some(h) = q.by_nonce.remove(&n) {
+                        if let Some(e) = self.entries.remove(&h) {
+                            self.bytes -= e.len;
+                        }
+                    }
+                }
+            }
+        }
+        for h in included {
+            if let Some(e) = self.entries.remove(h) {
+                self.bytes -= e.len;
+                if let Some(q) = self.senders.get_mut(&e.tx.tx.sender) {
+                    q.by_nonce.remove(&e.tx.tx.nonce);
+                }
+            }
+        }
+        let expired: Vec<TxHash> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.tx.tx.expiry_height < next_height)
+            .map(|(h, _)| *h)
+            .collect();
+        for h in expired {
+            if let Some(e) = self.entries.remove(&h) {
+                self.bytes -= e.len;
+                if let Some(q) = self.senders.get_mut(&e.tx.tx.sender) {
+                    q.by_nonce.remove(&e.tx.tx.nonce);
+                }
+            }
+        }
+        self.senders.retain(|_, q| !q.by_nonce.is_empty());
+        Ok(())
+    }
+}

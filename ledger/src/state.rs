@@ -1,0 +1,294 @@
+//! What the ledger stores in its state: the records, and the keys they live
+//! under. Every record is borsh-encoded; the key's tag says which record it is.
+//!
+//! Records are kept canonical (sorted lists, no zero balances, an empty
+//! account is no record at all), so that the same state always has the same
+//! bytes and so the same state root.
+
+use borsh::{BorshDeserialize, BorshSerialize};
+use serde::Serialize;
+use sou_types::{Address, Amount, Hash, PublicKey, Symbol};
+
+use crate::params::Params;
+
+/// Module account that collects each block's fees before they are shared out.
+pub fn fee_collector() -> Address {
+    Address::module("fee_collector")
+}
+
+/// Module account that holds bonded and unbonding stake.
+pub fn bonded_pool() -> Address {
+    Address::module("bonded_pool")
+}
+
+/// Module account that holds delegators' fee rewards until they claim them.
+pub fn rewards_pool() -> Address {
+    Address::module("rewards_pool")
+}
+
+/// A key in the state column family.
+#[derive(Clone, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+pub enum StateKey {
+    Params,
+    Account(Address),
+    Asset(Symbol),
+    Validator(Address),
+    /// (delegator, validator)
+    Delegation(Address, Address),
+    /// A validator's queue of unbonding entries.
+    Unbonding(Address),
+    /// The validator set of an epoch.
+    ValidatorSet(u64),
+    /// The list of registered validator operators.
+    Candidates,
+    /// Evidence already used to slash, by its hash.
+    Evidence(Hash),
+}
+
+impl StateKey {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut k = Vec::with_capacity(65);
+        match self {
+            StateKey::Params => k.push(0),
+            StateKey::Account(a) => {
+                k.push(1);
+                k.extend_from_slice(&a.0);
+            }
+            StateKey::Asset(s) => {
+                k.push(2);
+                k.extend_from_slice(s.as_str().as_bytes());
+            }
+            StateKey::Validator(a) => {
+                k.push(3);
+                k.extend_from_slice(&a.0);
+            }
+            StateKey::Delegation(d, v) => {
+                k.push(4);
+                k.extend_from_slice(&d.0);
+                k.extend_from_slice(&v.0);
+            }
+            StateKey::Unbonding(v) => {
+                k.push(5);
+                k.extend_from_slice(&v.0);
+            }
+            StateKey::ValidatorSet(e) => {
+                k.push(6);
+                k.extend_from_slice(&e.to_be_bytes());
+            }
+            StateKey::Candidates => k.push(7),
+            StateKey::Evidence(h) => {
+                k.push(8);
+                k.extend_from_slice(&h.0);
+            }
+        }
+        k
+    }
+}
+
+/// An account: its nonce, its balance of each asset, the assets it is frozen in.
+#[derive(Clone, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct Account {
+    pub nonce: u64,
+    /// Sorted by symbol; no zero entries.
+    pub balances: Vec<(Symbol, Amount)>,
+    /// Sorted; the assets this address can neither send nor receive.
+    pub frozen: Vec<Symbol>,
+}
+
+impl Account {
+    pub fn balance(&self, asset: &Symbol) -> Amount {
+        match self.balances.binary_search_by(|(s, _)| s.cmp(asset)) {
+            Ok(i) => self.balances[i].1,
+            Err(_) => Amount::ZERO,
+        }
+    }
+
+    pub fn set_balance(&mut self, asset: Symbol, amount: Amount) {
+        match self.balances.binary_search_by(|(s, _)| s.cmp(&asset)) {
+            Ok(i) if amount.is_zero() => {
+                self.balances.remove(i);
+            }
+            Ok(i) => self.balances[i].1 = amount,
+            Err(_) if amount.is_zero() => {}
+            Err(i) => self.balances.insert(i, (asset, amount)),
+        }
+    }
+
+    pub fn is_frozen(&self, asset: &Symbol) -> bool {
+        self.frozen.binary_search(asset).is_ok()
+    }
+
+    pub fn set_frozen(&mut self, asset: Symbol, frozen: bool) {
+        match (self.frozen.binary_search(&asset), frozen) {
+            (Err(i), true) => self.frozen.insert(i, asset),
+            (Ok(i), false) => {
+                self.frozen.remove(i);
+            }
+            _ => {}
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nonce == 0 && self.balances.is_empty() && self.frozen.is_empty()
+    }
+}
+
+/// An asset and its roles. The native token has no roles: nobody can mint,
+/// freeze or pause it.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AssetInfo {
+    pub symbol: Symbol,
+    pub name: String,
+    pub decimals: u8,
+    pub supply: Amount,
+    pub paused: bool,
+    pub roles: AssetRoles,
+    /// Minters and their remaining allowances, sorted by address.
+    pub minters: Vec<(Address, Amount)>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AssetRoles {
+    /// Receives seized funds; may seize.
+    pub issuer: Option<Address>,
+    /// May configure and remove minters.
+    pub master_minter: Option<Address>,
+    /// May pause and unpause.
+    pub pauser: Option<Address>,
+    /// May freeze and unfreeze addresses.
+    pub freezer: Option<Address>,
+}
+
+impl AssetInfo {
+    pub fn allowance(&self, minter: &Address) -> Option<Amount> {
+        self.minters
+            .binary_search_by(|(m, _)| m.cmp(minter))
+            .ok()
+            .map(|i| self.minters[i].1)
+    }
+
+    pub fn set_minter(&mut self, minter: Address, allowance: Option<Amount>) {
+        match (
+            self.minters.binary_search_by(|(m, _)| m.cmp(&minter)),
+            allowance,
+        ) {
+            (Ok(i), Some(a)) => self.minters[i].1 = a,
+            (Ok(i), None) => {
+                self.minters.remove(i);
+            }
+            (Err(i), Some(a)) => self.minters.insert(i, (minter, a)),
+            (Err(_), None) => {}
+        }
+    }
+}
+
+/// A validator candidate (in the active set or not).
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct Validator {
+    pub operator: Address,
+    pub consensus_key: PublicKey,
+    pub commission_bps: u16,
+    /// Bonded native tokens, its own and its delegators'.
+    pub tokens: Amount,
+    /// Delegation shares outstanding; a delegation of `s` shares owns
+    /// `tokens * s / shares`, so slashing `tokens` slashes every delegator
+    /// in proportion.
+    pub shares: u128,
+    /// Fee rewards per share, scaled by [`REWARD_SCALE`], accumulated since
+    /// the validator registered.
+    pub reward_per_share: u128,
+    /// Jailed validators leave the set at the next epoch; `Some(u64::MAX)`
+    /// is jailed for good (double signing).
+    pub jailed_until: Option<u64>,
+}
+
+/// Fixed-point scale of [`Validator::reward_per_share`].
+pub const REWARD_SCALE: u128 = 1_000_000_000_000_000_000;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct Delegation {
+    pub shares: u128,
+    /// `shares * reward_per_share / REWARD_SCALE` when last settled: rewards
+    /// accrued before that are not owed again.
+    pub reward_debt: u128,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct UnbondingEntry {
+    pub delegator: Address,
+    pub amount: Amount,
+    /// First height at which the entry may be withdrawn.
+    pub complete_height: u64,
+}
+
+/// One member of an epoch's validator set.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ValidatorInfo {
+    pub operator: Address,
+    pub consensus_key: PublicKey,
+    /// Voting power: bonded stake in base units of the native token.
+    pub power: Amount,
+}
+
+/// The validators of one epoch, sorted by power (descending), then operator.
+#[derive(Clone, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ValidatorSet {
+    pub epoch: u64,
+    pub validators: Vec<ValidatorInfo>,
+}
+
+impl ValidatorSet {
+    pub fn total_power(&self) -> u128 {
+        self.validators.iter().map(|v| v.power.0).sum()
+    }
+}
+
+/// A state record, decoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StateValue {
+    Params(Params),
+    Account(Account),
+    Asset(AssetInfo),
+    Validator(Validator),
+    Delegation(Delegation),
+    Unbonding(Vec<UnbondingEntry>),
+    ValidatorSet(ValidatorSet),
+    Candidates(Vec<Address>),
+    Evidence(u64),
+}
+
+impl StateValue {
+    pub fn encode(&self) -> Vec<u8> {
+        let r = match self {
+            StateValue::Params(v) => borsh::to_vec(v),
+            StateValue::Account(v) => borsh::to_vec(v),
+            StateValue::Asset(v) => borsh::to_vec(v),
+            StateValue::Validator(v) => borsh::to_vec(v),
+            StateValue::Delegation(v) => borsh::to_vec(v),
+            StateValue::Unbonding(v) => borsh::to_vec(v),
+            StateValue::ValidatorSet(v) => borsh::to_vec(v),
+            StateValue::Candidates(v) => borsh::to_vec(v),
+            StateValue::Evidence(v) => borsh::to_vec(v),
+        };
+        r.unwrap_or_else(|e| unreachable!("borsh encoding into a Vec failed: {e}"))
+    }
+
+    /// Decodes the record stored under `key`.
+    pub fn decode(key: &StateKey, bytes: &[u8]) -> std::io::Result<StateValue> {
+        Ok(match key {
+            StateKey::Params => StateValue::Params(borsh::from_slice(bytes)?),
+            StateKey::Account(_) => StateValue::Account(borsh::from_slice(bytes)?),
+            StateKey::Asset(_) => StateValue::Asset(borsh::from_slice(bytes)?),
+            StateKey::Validator(_) => StateValue::Validator(borsh::from_slice(bytes)?),
+            StateKey::Delegation(..) => StateValue::Delegation(borsh::from_slice(bytes)?),
+            StateKey::Unbonding(_) => StateValue::Unbonding(borsh::from_slice(bytes)?),
+            StateKey::ValidatorSet(_) => StateValue::ValidatorSet(borsh::from_slice(bytes)?),
+            StateKey::Candidates => StateValue::Candidates(borsh::from_slice(bytes)?),
+            StateKey::Evidence(_) => StateValue::Evidence(borsh::from_slice(bytes)?),
+        })
+    }
+}

@@ -1,0 +1,290 @@
+//! Block rules: inclusion checks, the failed-but-included rule, checking
+//! someone else's block, replays, limits, and what the store returns after.
+
+use sou_ledger::{Error, HistoryCursor, InvalidTx, TxStatus};
+use sou_types::{Amount, ChainId, Hash, Memo, Payload, Payout, Transaction};
+
+use crate::support::*;
+
+#[test]
+fn a_transaction_that_fails_in_execution_uses_its_nonce_and_pays_its_fee() {
+    // Valid when proposed (the pool saw enough balance for each), but the
+    // first transfer spends what the second needed.
+    let mut c = chain(2);
+    let user = c.user(0).clone_key();
+    let b = c.addr(1);
+    let tx1 = c.tx_nonce(&user, 0, transfer(b, USER_USDT - 2 * FEE.0));
+    let tx2 = c.tx_nonce(&user, 1, transfer(b, 1));
+    let (executed, applied) = c.block(vec![tx1, tx2]);
+    assert!(applied.invalid.is_empty());
+    assert_eq!(executed.receipts[0].status, TxStatus::Success);
+    match &executed.receipts[1].status {
+        TxStatus::Failed { reason } => {
+            assert!(reason.contains("insufficient USDT balance"), "{reason}");
+        }
+        s => panic!("second transfer: {s:?}"),
+    }
+    assert_eq!(executed.receipts[1].fee, FEE);
+    let acc = c.ledger.account(&user.address()).unwrap();
+    assert_eq!(acc.nonce, 2, "both nonces are used");
+    assert_eq!(acc.balance(&usdt()), Amount(0), "both fees are paid");
+    assert_eq!(c.balance(&b, usdt()), USER_USDT * 2 - 2 * FEE.0);
+    assert_conserved(&c.ledger);
+}
+
+#[test]
+fn inclusion_failures_are_left_out_of_proposals() {
+    let mut p = params();
+    p.max_tx_bytes = 600;
+    let mut c = chain_with(3, p);
+    let user = c.user(0).clone_key();
+    let b = c.addr(1);
+    let good = c.tx_nonce(&user, 0, transfer(b, 1));
+    let used = c.tx_nonce(&user, 0, transfer(b, 2)); // same nonce as `good`
+    let gap = c.tx_nonce(&user, 5, transfer(b, 1));
+    let mut bad_sig = c.tx_nonce(&user, 1, transfer(b, 1));
+    bad_sig.signature.0[10] ^= 0xff;
+    let sign = |mutate: &dyn Fn(&mut Transaction)| {
+        let mut t = c.tx_nonce(&user, 1, transfer(b, 1)).tx;
+        mutate(&mut t);
+        t.sign(&user)
+    };
+    let wrong_chain = sign(&|t| t.chain_id = ChainId::new("other-chain").unwrap());
+    let expired = sign(&|t| t.expiry_height = 0);
+    let low_fee = sign(&|t| t.max_fee = Amount(FEE.0 - 1));
+    let big = sign(&|t| {
+        t.payload = Payload::BatchTransfer {
+            asset: usdt(),
+            payouts: sou_types::tx::Payouts::new(vec![
+                Payout {
+                    to: b,
+                    amount: Amount(1)
+                };
+                20
+            ])
+            .unwrap(),
+            memo: Memo::empty(),
+        }
+    });
+    // An account with no stablecoin cannot pay the fee.
+    let pauper = sou_types::Keypair::derive_insecure(1, "pauper");
+    let broke = c.tx_nonce(&pauper, 0, transfer(b, 1));
+
+    let (executed, applied) = c.block(vec![
+        good,
+        used,
+        gap,
+        bad_sig,
+        wrong_chain,
+        expired,
+        low_fee,
+        big,
+        broke,
+    ]);
+    assert_eq!(executed.receipts.len(), 1);
+    let reasons: Vec<InvalidTx> = applied.invalid.iter().map(|(_, r)| r.clone()).collect();
+    assert!(
+        matches!(
+            reasons[0],
+            InvalidTx::NonceUsed {
+                got: 0,
+                expected: 1
+            }
+        ),
+        "{:?}",
+        reasons[0]
+    );
+    assert!(matches!(
+        reasons[1],
+        InvalidTx::NonceNotNext {
+            got: 5,
+            expected: 1
+        }
+    ));
+    assert_eq!(reasons[2], InvalidTx::BadSignature);
+    assert!(matches!(reasons[3], InvalidTx::WrongChain { .. }));
+    assert!(matches!(reasons[4], InvalidTx::Expired { .. }));
+    assert!(matches!(reasons[5], InvalidTx::FeeTooLow { .. }));
+    assert!(
+        matches!(reasons[6], InvalidTx::TooLarge { max: 600, .. }),
+        "{:?}",
+        reasons[6]
+    );
+    assert!(matches!(reasons[7], InvalidTx::InsufficientBalance { .. }));
+    assert_eq!(c.ledger.account(&user.address()).unwrap().nonce, 1);
+    assert_conserved(&c.ledger);
+}
+
+#[test]
+fn block_limits_leave_the_rest_for_later() {
+    let mut p = params();
+    p.max_block_txs = 3;
+    let mut c = chain_with(2, p);
+    let user = c.user(0).clone_key();
+    let txs: Vec<_> = (0..5)
+        .map(|n| c.tx_nonce(&user, n, transfer(c.addr(1), 1)))
+        .collect();
+    let (executed, applied) = c.block(txs);
+    assert_eq!(executed.receipts.len(), 3);
+    assert_eq!(applied.not_included, 2);
+}
+
+#[test]
+fn another_node_executes_the_block_to_the_same_state_root() {
+    let mut a = chain(3);
+    let mut b = chain(3);
+    for round in 0..3u64 {
+        let txs: Vec<_> = (0..3)
+            .map(|i| {
+                a.tx_nonce(
+                    a.user(i),
+                    round,
+                    transfer(a.addr((i + 1) % 3), 10 + round as u128),
+                )
+            })
+            .collect();
+        let (executed, _) = a.block(txs);
+        let again = b
+            .ledger
+            .execute(executed.block.clone(), &no_verified)
+            .unwrap();
+        assert_eq!(again.state_root(), executed.state_root());
+        assert_eq!(again.receipts, executed.receipts);
+        b.ledger.commit(&again).unwrap();
+    }
+    assert_eq!(a.ledger.tip(), b.ledger.tip());
+    assert_eq!(
+        full_state_root(&a.ledger),
+        a.ledger.state_root(),
+        "incremental root drifted from a full recompute"
+    );
+}
+
+#[test]
+fn tampered_blocks_are_rejected_and_change_nothing() {
+    let mut a = chain(2);
+    let b = chain(2);
+    let tx = a.tx(a.user(0), transfer(a.addr(1), 5));
+    let (executed, _) = a.block(vec![tx]);
+    let block = executed.block;
+    let tip = b.ledger.tip();
+
+    let mut bad = block.clone();
+    bad.header.state_root = Hash([1; 32]);
+    assert!(matches!(
+        b.ledger.execute(bad, &no_verified),
+        Err(Error::InvalidBlock { .. })
+    ));
+
+    let mut bad = block.clone();
+    bad.header.tx_root = Hash([1; 32]);
+    assert!(matches!(
+        b.ledger.execute(bad, &no_verified),
+        Err(Error::InvalidBlock { .. })
+    ));
+
+    let mut bad = block.clone();
+    bad.transactions[0].signature.0[0] ^= 1;
+    let r = b.ledger.execute(bad, &no_verified);
+    assert!(
+        matches!(
+            r,
+            Err(Error::InvalidTxInBlock {
+                reason: InvalidTx::BadSignature,
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+
+    let mut bad = block.clone();
+    bad.transactions.push(bad.transactions[0].clone()); // a replay within the block
+    let r = b.ledger.execute(bad, &no_verified);
+    assert!(
+        matches!(
+            r,
+            Err(Error::InvalidTxInBlock {
+                reason: InvalidTx::NonceUsed { .. },
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+
+    let mut bad = block.clone();
+    bad.header.parent = Hash([2; 32]);
+    assert!(matches!(
+        b.ledger.execute(bad, &no_verified),
+        Err(Error::InvalidBlock { .. })
+    ));
+
+    let mut bad = block.clone();
+    bad.header.timestamp_ms = 0;
+    assert!(matches!(
+        b.ledger.execute(bad, &no_verified),
+        Err(Error::InvalidBlock { .. })
+    ));
+
+    assert_eq!(b.ledger.tip(), tip);
+    b.ledger.execute(block, &no_verified).unwrap();
+}
+
+#[test]
+fn a_replayed_transaction_is_refused_in_a_later_block() {
+    let mut c = chain(2);
+    let tx = c.tx(c.user(0), transfer(c.addr(1), 5));
+    let (first, _) = c.block(vec![tx.clone()]);
+    assert_eq!(first.receipts.len(), 1);
+    let (second, applied) = c.block(vec![tx]);
+    assert!(second.receipts.is_empty());
+    assert!(matches!(applied.invalid[0].1, InvalidTx::NonceUsed { .. }));
+    assert_eq!(c.balance(&c.addr(1), usdt()), USER_USDT + 5);
+}
+
+#[test]
+fn blocks_transactions_receipts_and_history_are_stored() {
+    let mut c = chain(3);
+    let (a, b) = (c.addr(0), c.addr(1));
+    let mut hashes = Vec::new();
+    for round in 0..4u64 {
+        let tx = c.tx_nonce(c.user(0), round, transfer(b, 1));
+        hashes.push(tx.hash());
+        let other = c.tx_nonce(c.user(2), round, transfer(c.addr(2), 1));
+        c.block(vec![other, tx]);
+    }
+    let store = c.ledger.store();
+    let tip = c.ledger.tip();
+    let block = store.block(tip.height).unwrap().unwrap();
+    assert_eq!(block.hash(), tip.hash);
+    assert_eq!(store.height_of(&tip.hash).unwrap(), Some(tip.height));
+    assert_eq!(block.transactions.len(), 2);
+    assert_eq!(store.block(0).unwrap().unwrap().header.height, 0);
+    let record = store.transaction(&hashes[3]).unwrap().unwrap();
+    assert_eq!((record.height, record.index), (tip.height, 1));
+    assert!(store.receipt(&hashes[0]).unwrap().unwrap().succeeded());
+    assert!(store.receipt(&Hash([9; 32])).unwrap().is_none());
+
+    // Newest first, for the sender and for the recipient, paged by cursor.
+    let page = store.history(&a, None, 3).unwrap();
+    let got: Vec<Hash> = page.iter().map(|(_, h)| *h).collect();
+    assert_eq!(got, vec![hashes[3], hashes[2], hashes[1]]);
+    let rest = store.history(&a, Some(page[2].0), 10).unwrap();
+    assert_eq!(
+        rest.iter().map(|(_, h)| *h).collect::<Vec<_>>(),
+        vec![hashes[0]]
+    );
+    assert_eq!(store.history(&b, None, 10).unwrap().len(), 4);
+    assert!(store
+        .history(
+            &a,
+            Some(HistoryCursor {
+                height: 0,
+                index: 0
+            }),
+            10
+        )
+        .unwrap()
+        .is_empty());
+    // The third user transferred to itself: listed once per transaction.
+    assert_eq!(store.history(&c.addr(2), None, 10).unwrap().len(), 4);
+}

@@ -1,0 +1,259 @@
+//! Mempool admission rules and selection.
+
+use sou_ledger::{AdmitError, InvalidTx, Mempool, MempoolConfig};
+use sou_types::{Amount, ChainId, Memo, Payload, Payout, Transaction};
+
+use crate::support::*;
+
+fn pool() -> Mempool {
+    Mempool::new(MempoolConfig {
+        max_txs: 100,
+        max_bytes: 1 << 20,
+        max_txs_per_sender: 4,
+        nonce_window: 8,
+    })
+}
+
+#[test]
+fn admits_valid_transactions_and_names_each_refusal() {
+    let mut p = params();
+    p.max_tx_bytes = 600;
+    let c = chain_with(3, p);
+    let user = c.user(0).clone_key();
+    let b = c.addr(1);
+    let mut m = pool();
+
+    let good0 = c.tx_nonce(&user, 0, transfer(b, 1));
+    let good1 = c.tx_nonce(&user, 1, transfer(b, 1));
+    let mut bad_sig = c.tx_nonce(&user, 2, transfer(b, 1));
+    bad_sig.signature.0[3] ^= 1;
+    let sign = |nonce: u64, mutate: &dyn Fn(&mut Transaction)| {
+        let mut t = c.tx_nonce(&user, nonce, transfer(b, 1)).tx;
+        mutate(&mut t);
+        t.sign(&user)
+    };
+    let wrong_chain = sign(3, &|t| t.chain_id = ChainId::new("elsewhere").unwrap());
+    let expired = sign(3, &|t| t.expiry_height = 0);
+    let too_far = sign(3, &|t| t.expiry_height = 10_000);
+    let low_fee = sign(3, &|t| t.max_fee = Amount(1));
+    let gap = sign(8, &|_| {});
+    let big = sign(3, &|t| {
+        t.payload = Payload::BatchTransfer {
+            asset: usdt(),
+            payouts: sou_types::tx::Payouts::new(vec![
+                Payout {
+                    to: b,
+                    amount: Amount(1)
+                };
+                20
+            ])
+            .unwrap(),
+            memo: Memo::empty(),
+        }
+    });
+    let taken = c.tx_nonce(&user, 1, transfer(b, 2)); // nonce 1 is pending already
+    let results = m.admit(
+        vec![
+            good0.clone(),
+            good1,
+            bad_sig,
+            wrong_chain,
+            expired,
+            too_far,
+            low_fee,
+            gap,
+            big,
+            good0.clone(),
+            taken,
+        ],
+        &c.ledger,
+    );
+    assert_eq!(results[0], Ok(good0.hash()));
+    assert!(results[1].is_ok());
+    assert_eq!(
+        results[2],
+        Err(AdmitError::Invalid(InvalidTx::BadSignature))
+    );
+    assert!(matches!(
+        results[3],
+        Err(AdmitError::Invalid(InvalidTx::WrongChain { .. }))
+    ));
+    assert!(matches!(
+        results[4],
+        Err(AdmitError::Invalid(InvalidTx::Expired { .. }))
+    ));
+    assert!(matches!(
+        results[5],
+        Err(AdmitError::Invalid(InvalidTx::ExpiryTooFar { .. }))
+    ));
+    assert!(matches!(
+        results[6],
+        Err(AdmitError::Invalid(InvalidTx::FeeTooLow { .. }))
+    ));
+    assert!(
+        matches!(
+            results[7],
+            Err(AdmitError::Invalid(InvalidTx::NonceTooFar { got: 8, .. }))
+        ),
+        "{:?}",
+        results[7]
+    );
+    assert!(matches!(
+        results[8],
+        Err(AdmitError::Invalid(InvalidTx::TooLarge { .. }))
+    ));
+    assert_eq!(results[9], Err(AdmitError::Duplicate(good0.hash())));
+    assert_eq!(results[10], Err(AdmitError::NonceTaken(1)));
+    assert_eq!(m.len(), 2);
+    assert!(m.contains(&good0.hash()));
+
+    // Sent again later: still a duplicate. A used nonce is refused.
+    assert_eq!(
+        m.admit(vec![good0.clone()], &c.ledger)[0],
+        Err(AdmitError::Duplicate(good0.hash()))
+    );
+    // Errors say what was wrong.
+    let msg = AdmitError::Invalid(InvalidTx::NonceTooFar {
+        got: 8,
+        expected: 0,
+        window: 8,
+    })
+    .to_string();
+    assert!(
+        msg.contains("nonce 8") && msg.contains("next nonce 0"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn pending_spend_counts_against_the_balance() {
+    let c = chain(2);
+    let user = c.user(0).clone_key();
+    let b = c.addr(1);
+    let mut m = pool();
+    let half = USER_USDT / 2;
+    let r = m.admit(
+        vec![
+            c.tx_nonce(&user, 0, transfer(b, half)),
+            c.tx_nonce(&user, 1, transfer(b, half)),
+        ],
+        &c.ledger,
+    );
+    assert!(r[0].is_ok());
+    assert!(
+        matches!(
+            r[1],
+            Err(AdmitError::Invalid(InvalidTx::InsufficientBalance { .. }))
+        ),
+        "{:?}",
+        r[1]
+    );
+    // The same in a later batch.
+    let r = m.admit(vec![c.tx_nonce(&user, 1, transfer(b, half))], &c.ledger);
+    assert!(matches!(
+        r[0],
+        Err(AdmitError::Invalid(InvalidTx::InsufficientBalance { .. }))
+    ));
+    // What is left fits.
+    let r = m.admit(
+        vec![c.tx_nonce(&user, 1, transfer(b, half - 2 * FEE.0))],
+        &c.ledger,
+    );
+    assert!(r[0].is_ok(), "{r:?}");
+}
+
+#[test]
+fn per_sender_and_total_limits() {
+    let c = chain(2);
+    let user = c.user(0).clone_key();
+    let mut m = pool();
+    let txs: Vec<_> = (0..5)
+        .map(|n| c.tx_nonce(&user, n, transfer(c.addr(1), 1)))
+        .collect();
+    let r = m.admit(txs, &c.ledger);
+    assert!(r[..4].iter().all(Result::is_ok));
+    assert_eq!(r[4], Err(AdmitError::SenderFull { max: 4 }));
+
+    let mut small = Mempool::new(MempoolConfig {
+        max_txs: 2,
+        ..MempoolConfig::default()
+    });
+    let txs: Vec<_> = (0..3)
+        .map(|n| c.tx_nonce(&user, n, transfer(c.addr(1), 1)))
+        .collect();
+    let r = small.admit(txs, &c.ledger);
+    assert!(matches!(r[2], Err(AdmitError::Full { max_txs: 2, .. })));
+}
+
+#[test]
+fn a_frozen_sender_is_refused() {
+    let mut c = chain(2);
+    let issuer = c.issuer().clone_key();
+    let a = c.addr(0);
+    assert_ok(&c.run(
+        &issuer,
+        Payload::Freeze {
+            asset: usdt(),
+            address: a,
+        },
+    ));
+    let mut m = pool();
+    let r = m.admit(vec![c.tx(c.user(0), transfer(c.addr(1), 1))], &c.ledger);
+    assert!(matches!(
+        r[0],
+        Err(AdmitError::Invalid(InvalidTx::SenderFrozen(_)))
+    ));
+}
+
+#[test]
+fn selection_takes_nonce_runs_fairly_and_update_prunes() {
+    let mut c = chain(3);
+    let mut m = pool();
+    let (u0, u1) = (c.user(0).clone_key(), c.user(1).clone_key());
+    let to = c.addr(2);
+    // Admitted out of order; u1 has a gap after nonce 0.
+    let txs = vec![
+        c.tx_nonce(&u0, 2, transfer(to, 1)),
+        c.tx_nonce(&u0, 0, transfer(to, 1)),
+        c.tx_nonce(&u1, 0, transfer(to, 1)),
+        c.tx_nonce(&u0, 1, transfer(to, 1)),
+        c.tx_nonce(&u1, 2, transfer(to, 1)),
+    ];
+    assert!(m.admit(txs, &c.ledger).iter().all(Result::is_ok));
+    let picked = m.select(100, 1 << 20);
+    let order: Vec<(String, u64)> = picked
+        .iter()
+        .map(|t| {
+            (
+                if t.tx.sender == u0.address() {
+                    "u0"
+                } else {
+                    "u1"
+                }
+                .to_string(),
+                t.tx.nonce,
+            )
+        })
+        .collect();
+    let expect = |v: &[(&str, u64)]| {
+        v.iter()
+            .map(|(s, n)| (s.to_string(), *n))
+            .collect::<Vec<_>>()
+    };
+    // Senders take turns, each in nonce order; u1's nonce 2 waits for 1.
+    assert_eq!(order, expect(&[("u0", 0), ("u1", 0), ("u0", 1), ("u0", 2)]));
+    assert_eq!(m.select(2, 1 << 20).len(), 2);
+
+    let (executed, _) = c.block(picked);
+    assert_eq!(executed.receipts.len(), 4);
+    let included: Vec<_> = executed.receipts.iter().map(|r| r.tx_hash).collect();
+    m.update(&included, &c.ledger).unwrap();
+    assert_eq!(m.len(), 1, "only u1's nonce 2 is left");
+    assert!(
+        m.select(100, 1 << 20).is_empty(),
+        "u1's nonce 1 is still missing"
+    );
+    let r = m.admit(vec![c.tx_nonce(&u1, 1, transfer(to, 1))], &c.ledger);
+    assert!(r[0].is_ok());
+    assert_eq!(m.select(100, 1 << 20).len(), 2);
+}

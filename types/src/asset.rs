@@ -1,0 +1,116 @@
+//! Asset symbols: `SOU`, `USDT`, ...
+
+use std::fmt;
+use std::str::FromStr;
+
+use borsh::{BorshDeserialize, BorshSerialize};
+
+use crate::codec::invalid;
+use crate::crypto::serde_via_str;
+use crate::limits::MAX_SYMBOL_BYTES;
+use crate::{Error, Result};
+
+/// An asset's symbol: 1 to 8 characters of `A-Z` and `0-9`, starting with a
+/// letter. Stored inline (no allocation) and compared as bytes.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Symbol {
+    len: u8,
+    bytes: [u8; MAX_SYMBOL_BYTES],
+}
+
+/// The native token: staked by validators and delegators.
+pub const NATIVE: Symbol = Symbol {
+    len: 3,
+    bytes: *b"SOU\0\0\0\0\0",
+};
+
+impl Symbol {
+    pub fn new(s: &str) -> Result<Symbol> {
+        let b = s.as_bytes();
+        let valid = !b.is_empty()
+            && b.len() <= MAX_SYMBOL_BYTES
+            && b[0].is_ascii_uppercase()
+            && b.iter()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+        if !valid {
+            return Err(Error::Symbol {
+                input: s.to_string(),
+            });
+        }
+        let mut bytes = [0u8; MAX_SYMBOL_BYTES];
+        bytes[..b.len()].copy_from_slice(b);
+        Ok(Symbol {
+            len: b.len() as u8,
+            bytes,
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Constructed only from validated ASCII.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or("")
+    }
+}
+
+impl BorshSerialize for Symbol {
+    fn serialize<W: borsh::io::Write>(&self, w: &mut W) -> borsh::io::Result<()> {
+        self.as_str().serialize(w)
+    }
+}
+
+impl BorshDeserialize for Symbol {
+    fn deserialize_reader<R: borsh::io::Read>(r: &mut R) -> borsh::io::Result<Self> {
+        let len = crate::codec::read_bounded_len(r, MAX_SYMBOL_BYTES)?;
+        let mut buf = [0u8; MAX_SYMBOL_BYTES];
+        r.read_exact(&mut buf[..len])?;
+        let s = std::str::from_utf8(&buf[..len]).map_err(|_| invalid("symbol is not UTF-8"))?;
+        Symbol::new(s).map_err(|e| invalid(e.to_string()))
+    }
+}
+
+impl fmt::Display for Symbol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for Symbol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Symbol {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Symbol::new(s)
+    }
+}
+
+serde_via_str!(Symbol);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn valid_and_invalid() {
+        assert_eq!(Symbol::new("USDT").unwrap().as_str(), "USDT");
+        assert_eq!(Symbol::new("SOU").unwrap(), NATIVE);
+        for bad in ["", "usdt", "1USD", "TOOLONGXX", "US-D", "US D"] {
+            assert!(Symbol::new(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn borsh_rejects_invalid() {
+        let bytes = borsh::to_vec("usd").unwrap();
+        assert!(borsh::from_slice::<Symbol>(&bytes).is_err());
+        let bytes = borsh::to_vec("ABCDEFGHIJK").unwrap();
+        assert!(borsh::from_slice::<Symbol>(&bytes).is_err());
+        let s = Symbol::new("USDT").unwrap();
+        assert_eq!(
+            borsh::from_slice::<Symbol>(&borsh::to_vec(&s).unwrap()).unwrap(),
+            s
+        );
+    }
+}

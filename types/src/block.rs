@@ -1,0 +1,114 @@
+//! Blocks: a header that links to its parent by hash and commits to its
+//! transactions and to the state after executing them.
+
+use borsh::{BorshDeserialize, BorshSerialize};
+
+use crate::codec::{decode_bounded, encode};
+use crate::hash::merkle_root;
+use crate::limits::MAX_BLOCK_BYTES;
+use crate::{Address, ChainId, Hash, Result, SignedTransaction, TxHash};
+
+/// Domain of block hashes.
+const BLOCK_HASH_CONTEXT: &str = "sou block header v1";
+
+/// The hash of a block's header, which names the block.
+pub type BlockHash = Hash;
+
+#[derive(Clone, PartialEq, Eq, Debug, BorshSerialize, BorshDeserialize)]
+pub struct BlockHeader {
+    pub chain_id: ChainId,
+    /// Genesis is height 0; the first block is height 1.
+    pub height: u64,
+    /// Hash of the block at `height - 1` (the genesis hash for height 1).
+    pub parent: BlockHash,
+    /// The validator (operator address) that proposed the block.
+    pub proposer: Address,
+    /// Milliseconds since the Unix epoch, set by the proposer.
+    pub timestamp_ms: u64,
+    /// Merkle root of the transaction hashes, in block order.
+    pub tx_root: Hash,
+    /// The state root after executing this block.
+    pub state_root: Hash,
+}
+
+impl BlockHeader {
+    pub fn hash(&self) -> BlockHash {
+        Hash::domain(BLOCK_HASH_CONTEXT, &encode(self))
+    }
+}
+
+#[derive(Clone, PartialEq, Eq, Debug, BorshSerialize, BorshDeserialize)]
+pub struct Block {
+    pub header: BlockHeader,
+    pub transactions: Vec<SignedTransaction>,
+}
+
+impl Block {
+    pub fn hash(&self) -> BlockHash {
+        self.header.hash()
+    }
+
+    pub fn height(&self) -> u64 {
+        self.header.height
+    }
+
+    /// Decodes a block from untrusted bytes, at most [`MAX_BLOCK_BYTES`].
+    pub fn decode(bytes: &[u8]) -> Result<Block> {
+        decode_bounded(bytes, MAX_BLOCK_BYTES)
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+
+    /// The transaction hashes in block order.
+    pub fn tx_hashes(&self) -> Vec<TxHash> {
+        self.transactions
+            .iter()
+            .map(SignedTransaction::hash)
+            .collect()
+    }
+}
+
+/// The transactions root of a block with these transaction hashes.
+pub fn tx_root(hashes: &[TxHash]) -> Hash {
+    merkle_root(hashes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(height: u64) -> BlockHeader {
+        BlockHeader {
+            chain_id: ChainId::new("sou-test").unwrap(),
+            height,
+            parent: Hash::ZERO,
+            proposer: Address([1; 32]),
+            timestamp_ms: 1_700_000_000_000,
+            tx_root: tx_root(&[]),
+            state_root: Hash::ZERO,
+        }
+    }
+
+    #[test]
+    fn hash_covers_every_field() {
+        let h = header(1);
+        let mut other = h.clone();
+        other.timestamp_ms += 1;
+        assert_ne!(h.hash(), other.hash());
+        let mut other = h.clone();
+        other.parent = Hash([9; 32]);
+        assert_ne!(h.hash(), other.hash());
+    }
+
+    #[test]
+    fn round_trip() {
+        let b = Block {
+            header: header(3),
+            transactions: vec![],
+        };
+        assert_eq!(Block::decode(&b.encode()).unwrap(), b);
+        assert!(Block::decode(&[1, 2, 3]).is_err());
+    }
+}

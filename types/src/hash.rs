@@ -1,0 +1,133 @@
+//! 32-byte blake3 hashes with domain separation.
+
+use std::fmt;
+use std::str::FromStr;
+
+use borsh::{BorshDeserialize, BorshSerialize};
+
+use crate::{Error, Result};
+
+/// A 32-byte blake3 digest. Shown as `0x`-prefixed lowercase hex.
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, BorshSerialize, BorshDeserialize,
+)]
+pub struct Hash(pub [u8; 32]);
+
+impl Hash {
+    pub const ZERO: Hash = Hash([0; 32]);
+
+    /// Hashes `data` in the blake3 derive-key mode with `context`, so that
+    /// hashes of different kinds of object can never collide by construction.
+    /// Contexts are fixed strings of the form `"sou <thing> v1"`.
+    pub fn domain(context: &str, data: &[u8]) -> Hash {
+        let mut h = blake3::Hasher::new_derive_key(context);
+        h.update(data);
+        Hash(*h.finalize().as_bytes())
+    }
+
+    /// Starts an incremental hasher in the given domain.
+    pub fn hasher(context: &str) -> blake3::Hasher {
+        blake3::Hasher::new_derive_key(context)
+    }
+
+    pub fn from_hasher(h: &blake3::Hasher) -> Hash {
+        Hash(*h.finalize().as_bytes())
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Display for Hash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "0x{}", hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for Hash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "0x{}", hex::encode(&self.0[..6]))
+    }
+}
+
+/// Parses `0x`-prefixed (or bare) hex of exactly `N` bytes.
+pub(crate) fn parse_hex_array<const N: usize>(s: &str) -> Result<[u8; N]> {
+    let digits = s.strip_prefix("0x").unwrap_or(s);
+    let mut out = [0u8; N];
+    hex::decode_to_slice(digits, &mut out).map_err(|e| Error::Hex {
+        input: s.to_string(),
+        reason: format!("{e} (expected {N} bytes as {} hex digits)", N * 2),
+    })?;
+    Ok(out)
+}
+
+impl FromStr for Hash {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        parse_hex_array(s).map(Hash)
+    }
+}
+
+crate::crypto::serde_via_str!(Hash);
+
+/// Binary Merkle root over `leaves` (RFC 6962 shape: leaves and inner nodes
+/// hashed in different domains, an odd node promoted unchanged). The root of
+/// no leaves is [`Hash::ZERO`].
+pub fn merkle_root(leaves: &[Hash]) -> Hash {
+    if leaves.is_empty() {
+        return Hash::ZERO;
+    }
+    let mut level: Vec<Hash> = leaves
+        .iter()
+        .map(|l| Hash::domain("sou merkle leaf v1", &l.0))
+        .collect();
+    while level.len() > 1 {
+        level = level
+            .chunks(2)
+            .map(|pair| match pair {
+                [l, r] => {
+                    let mut h = Hash::hasher("sou merkle node v1");
+                    h.update(&l.0);
+                    h.update(&r.0);
+                    Hash::from_hasher(&h)
+                }
+                [single] => *single,
+                _ => unreachable!("chunks(2) yields one or two items"),
+            })
+            .collect();
+    }
+    level[0]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domains_separate() {
+        assert_ne!(
+            Hash::domain("sou a v1", b"x"),
+            Hash::domain("sou b v1", b"x")
+        );
+    }
+
+    #[test]
+    fn hex_round_trip_and_errors() {
+        let h = Hash::domain("sou test v1", b"abc");
+        assert_eq!(h.to_string().parse::<Hash>().unwrap(), h);
+        assert!("0x1234".parse::<Hash>().is_err());
+        assert!("zz".repeat(32).parse::<Hash>().is_err());
+    }
+
+    #[test]
+    fn merkle_depends_on_order_and_content() {
+        let a = Hash::domain("sou test v1", b"a");
+        let b = Hash::domain("sou test v1", b"b");
+        let c = Hash::domain("sou test v1", b"c");
+        assert_eq!(merkle_root(&[]), Hash::ZERO);
+        assert_ne!(merkle_root(&[a, b]), merkle_root(&[b, a]));
+        assert_ne!(merkle_root(&[a, b, c]), merkle_root(&[a, b]));
+        assert_ne!(merkle_root(&[a]), a, "a leaf is hashed in its own domain");
+    }
+}

@@ -1,0 +1,479 @@
+//! Transactions: what a wallet signs and sends.
+
+use std::fmt;
+use std::str::FromStr;
+
+use borsh::{BorshDeserialize, BorshSerialize};
+
+use crate::codec::{decode_bounded, encode, invalid, read_bounded_len};
+use crate::crypto::serde_via_str;
+use crate::limits::{MAX_BATCH_RECIPIENTS, MAX_CHAIN_ID_BYTES, MAX_MEMO_BYTES, MAX_TX_BYTES};
+use crate::{Address, Amount, Error, Hash, Keypair, PublicKey, Result, Signature, Symbol};
+
+/// Domain of transaction hashes; the signature is over the hash.
+const TX_HASH_CONTEXT: &str = "sou transaction v1";
+
+/// The hash that names a transaction and that its sender signs.
+pub type TxHash = Hash;
+
+/// The chain a transaction is meant for, so that it cannot be replayed on
+/// another chain: 1 to 32 characters of `a-z`, `0-9` and `-`.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, BorshSerialize)]
+pub struct ChainId(String);
+
+impl ChainId {
+    pub fn new(s: &str) -> Result<ChainId> {
+        let ok = !s.is_empty()
+            && s.len() <= MAX_CHAIN_ID_BYTES
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if ok {
+            Ok(ChainId(s.to_string()))
+        } else {
+            Err(Error::ChainId {
+                input: s.to_string(),
+            })
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl BorshDeserialize for ChainId {
+    fn deserialize_reader<R: borsh::io::Read>(r: &mut R) -> borsh::io::Result<Self> {
+        let len = read_bounded_len(r, MAX_CHAIN_ID_BYTES)?;
+        let mut buf = vec![0u8; len];
+        r.read_exact(&mut buf)?;
+        let s = String::from_utf8(buf).map_err(|_| invalid("chain id is not UTF-8"))?;
+        ChainId::new(&s).map_err(|e| invalid(e.to_string()))
+    }
+}
+
+impl fmt::Display for ChainId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for ChainId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for ChainId {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        ChainId::new(s)
+    }
+}
+
+serde_via_str!(ChainId);
+
+/// Free-form bytes attached to a transfer (an invoice number, a device id),
+/// at most [`MAX_MEMO_BYTES`]. Empty means no memo.
+#[derive(Clone, PartialEq, Eq, Default, BorshSerialize)]
+pub struct Memo(Vec<u8>);
+
+impl Memo {
+    pub fn new(bytes: Vec<u8>) -> Result<Memo> {
+        if bytes.len() > MAX_MEMO_BYTES {
+            return Err(Error::MemoTooLong {
+                len: bytes.len(),
+                max: MAX_MEMO_BYTES,
+            });
+        }
+        Ok(Memo(bytes))
+    }
+
+    pub fn empty() -> Memo {
+        Memo(Vec::new())
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl BorshDeserialize for Memo {
+    fn deserialize_reader<R: borsh::io::Read>(r: &mut R) -> borsh::io::Result<Self> {
+        let len = read_bounded_len(r, MAX_MEMO_BYTES)?;
+        let mut buf = vec![0u8; len];
+        r.read_exact(&mut buf)?;
+        Ok(Memo(buf))
+    }
+}
+
+impl fmt::Debug for Memo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match std::str::from_utf8(&self.0) {
+            Ok(s) => write!(f, "{s:?}"),
+            Err(_) => write!(f, "0x{}", hex::encode(&self.0)),
+        }
+    }
+}
+
+/// One recipient of a batch transfer.
+#[derive(Clone, PartialEq, Eq, Debug, BorshSerialize, BorshDeserialize)]
+pub struct Payout {
+    pub to: Address,
+    pub amount: Amount,
+}
+
+/// The recipients of a batch transfer: 1 to [`MAX_BATCH_RECIPIENTS`].
+#[derive(Clone, PartialEq, Eq, Debug, BorshSerialize)]
+pub struct Payouts(Vec<Payout>);
+
+impl Payouts {
+    pub fn new(payouts: Vec<Payout>) -> Result<Payouts> {
+        if payouts.is_empty() || payouts.len() > MAX_BATCH_RECIPIENTS {
+            return Err(Error::Decode(format!(
+                "a batch transfer has 1 to {MAX_BATCH_RECIPIENTS} recipients, not {}",
+                payouts.len()
+            )));
+        }
+        Ok(Payouts(payouts))
+    }
+
+    pub fn as_slice(&self) -> &[Payout] {
+        &self.0
+    }
+}
+
+impl BorshDeserialize for Payouts {
+    fn deserialize_reader<R: borsh::io::Read>(r: &mut R) -> borsh::io::Result<Self> {
+        let len = read_bounded_len(r, MAX_BATCH_RECIPIENTS)?;
+        if len == 0 {
+            return Err(invalid("a batch transfer has no recipients"));
+        }
+        let mut v = Vec::with_capacity(len);
+        for _ in 0..len {
+            v.push(Payout::deserialize_reader(r)?);
+        }
+        Ok(Payouts(v))
+    }
+}
+
+/// What a transaction does. Each kind names the role whose signature it
+/// needs; the ledger checks that the sender holds it.
+#[derive(Clone, PartialEq, Eq, Debug, BorshSerialize, BorshDeserialize)]
+pub enum Payload {
+    /// Move `amount` of `asset` from the sender to `to`.
+    Transfer {
+        asset: Symbol,
+        to: Address,
+        amount: Amount,
+        memo: Memo,
+    },
+    /// Pay many recipients at once (payouts), all or nothing.
+    BatchTransfer {
+        asset: Symbol,
+        payouts: Payouts,
+        memo: Memo,
+    },
+    /// Create `amount` new units for `to`; the sender must be a minter of the
+    /// asset with at least that much allowance left.
+    Mint {
+        asset: Symbol,
+        to: Address,
+        amount: Amount,
+    },
+    /// Destroy `amount` of the sender's own balance; the sender must be a minter.
+    Burn { asset: Symbol, amount: Amount },
+    /// Make `minter` a minter with `allowance` (master minter only).
+    ConfigureMinter {
+        asset: Symbol,
+        minter: Address,
+        allowance: Amount,
+    },
+    /// Take the minter role away (master minter only).
+    RemoveMinter { asset: Symbol, minter: Address },
+    /// Stop `address` from sending or receiving the asset (freezer only).
+    Freeze { asset: Symbol, address: Address },
+    /// Lift a freeze (freezer only).
+    Unfreeze { asset: Symbol, address: Address },
+    /// Move a frozen address's whole balance to the issuer (issuer only).
+    Seize { asset: Symbol, address: Address },
+    /// Stop every transfer of the asset (pauser only).
+    Pause { asset: Symbol },
+    /// Allow transfers again (pauser only).
+    Unpause { asset: Symbol },
+    /// Make the sender a validator candidate with this consensus key and a
+    /// commission on its delegators' rewards, in basis points.
+    RegisterValidator {
+        consensus_key: PublicKey,
+        commission_bps: u16,
+    },
+    /// Bond `amount` of the native token to `validator`.
+    Bond { validator: Address, amount: Amount },
+    /// Start unbonding `amount` from `validator`; it becomes withdrawable
+    /// after the unbonding period and stays slashable until then.
+    Unbond { validator: Address, amount: Amount },
+    /// Pay out the sender's matured unbonding entries from `validator`.
+    Withdraw { validator: Address },
+    /// Pay out the sender's accrued fee rewards from `validator`.
+    ClaimRewards { validator: Address },
+    /// Ask to leave jail once the jail period is over (the validator only).
+    Unjail,
+}
+
+impl Payload {
+    /// Every address this transaction moves funds to or changes, other than
+    /// the sender: what an explorer lists it under.
+    pub fn counterparties(&self) -> Vec<Address> {
+        match self {
+            Payload::Transfer { to, .. } | Payload::Mint { to, .. } => vec![*to],
+            Payload::BatchTransfer { payouts, .. } => {
+                payouts.as_slice().iter().map(|p| p.to).collect()
+            }
+            Payload::ConfigureMinter { minter, .. } | Payload::RemoveMinter { minter, .. } => {
+                vec![*minter]
+            }
+            Payload::Freeze { address, .. }
+            | Payload::Unfreeze { address, .. }
+            | Payload::Seize { address, .. } => vec![*address],
+            Payload::Bond { validator, .. }
+            | Payload::Unbond { validator, .. }
+            | Payload::Withdraw { validator }
+            | Payload::ClaimRewards { validator } => vec![*validator],
+            Payload::Burn { .. }
+            | Payload::Pause { .. }
+            | Payload::Unpause { .. }
+            | Payload::RegisterValidator { .. }
+            | Payload::Unjail => Vec::new(),
+        }
+    }
+
+    /// A short name of the kind, for receipts, logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Payload::Transfer { .. } => "transfer",
+            Payload::BatchTransfer { .. } => "batch_transfer",
+            Payload::Mint { .. } => "mint",
+            Payload::Burn { .. } => "burn",
+            Payload::ConfigureMinter { .. } => "configure_minter",
+            Payload::RemoveMinter { .. } => "remove_minter",
+            Payload::Freeze { .. } => "freeze",
+            Payload::Unfreeze { .. } => "unfreeze",
+            Payload::Seize { .. } => "seize",
+            Payload::Pause { .. } => "pause",
+            Payload::Unpause { .. } => "unpause",
+            Payload::RegisterValidator { .. } => "register_validator",
+            Payload::Bond { .. } => "bond",
+            Payload::Unbond { .. } => "unbond",
+            Payload::Withdraw { .. } => "withdraw",
+            Payload::ClaimRewards { .. } => "claim_rewards",
+            Payload::Unjail => "unjail",
+        }
+    }
+}
+
+/// An unsigned transaction.
+#[derive(Clone, PartialEq, Eq, Debug, BorshSerialize, BorshDeserialize)]
+pub struct Transaction {
+    pub chain_id: ChainId,
+    pub sender: Address,
+    /// The sender's next nonce: each account's transactions execute in
+    /// nonce order, each nonce once.
+    pub nonce: u64,
+    /// The most the sender will pay in fees, in base units of the fee asset.
+    pub max_fee: Amount,
+    /// The last block height at which this transaction may be included.
+    pub expiry_height: u64,
+    pub payload: Payload,
+}
+
+impl Transaction {
+    /// The transaction's hash: its name, and the message its sender signs.
+    pub fn hash(&self) -> TxHash {
+        Hash::domain(TX_HASH_CONTEXT, &encode(self))
+    }
+
+    /// Signs with `key`, which must be the sender's.
+    pub fn sign(self, key: &Keypair) -> SignedTransaction {
+        let hash = self.hash();
+        SignedTransaction {
+            signature: key.sign(&hash),
+            tx: self,
+        }
+    }
+}
+
+/// A transaction with its sender's signature over [`Transaction::hash`].
+#[derive(Clone, PartialEq, Eq, Debug, BorshSerialize, BorshDeserialize)]
+pub struct SignedTransaction {
+    pub tx: Transaction,
+    pub signature: Signature,
+}
+
+impl SignedTransaction {
+    /// Decodes a signed transaction from untrusted bytes: at most
+    /// [`MAX_TX_BYTES`], no trailing bytes, every field within its limit.
+    pub fn decode(bytes: &[u8]) -> Result<SignedTransaction> {
+        decode_bounded(bytes, MAX_TX_BYTES)
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+
+    pub fn hash(&self) -> TxHash {
+        self.tx.hash()
+    }
+
+    /// Checks the signature on its own (the mempool verifies in batches).
+    pub fn verify_signature(&self) -> Result<()> {
+        self.tx
+            .sender
+            .public_key()
+            .verify(&self.hash(), &self.signature)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::asset::NATIVE;
+    use proptest::prelude::*;
+
+    fn sample(nonce: u64, memo: Vec<u8>) -> SignedTransaction {
+        let k = Keypair::derive_insecure(9, "sender");
+        Transaction {
+            chain_id: ChainId::new("sou-test").unwrap(),
+            sender: k.address(),
+            nonce,
+            max_fee: Amount(10),
+            expiry_height: 100,
+            payload: Payload::Transfer {
+                asset: Symbol::new("USDT").unwrap(),
+                to: Keypair::derive_insecure(9, "to").address(),
+                amount: Amount(5),
+                memo: Memo::new(memo).unwrap(),
+            },
+        }
+        .sign(&k)
+    }
+
+    #[test]
+    fn signed_round_trip_and_verify() {
+        let s = sample(1, b"inv-42".to_vec());
+        let bytes = s.encode();
+        let back = SignedTransaction::decode(&bytes).unwrap();
+        assert_eq!(back, s);
+        back.verify_signature().unwrap();
+        let mut tampered = back;
+        tampered.tx.nonce = 2;
+        assert!(tampered.verify_signature().is_err());
+    }
+
+    #[test]
+    fn size_limit_checked_before_decoding() {
+        let big = vec![0u8; MAX_TX_BYTES + 1];
+        assert_eq!(
+            SignedTransaction::decode(&big),
+            Err(Error::TooLarge {
+                len: MAX_TX_BYTES + 1,
+                max: MAX_TX_BYTES
+            })
+        );
+    }
+
+    #[test]
+    fn trailing_bytes_and_long_memo_refused() {
+        let mut bytes = sample(1, vec![]).encode();
+        bytes.push(0);
+        assert!(SignedTransaction::decode(&bytes).is_err());
+        assert!(Memo::new(vec![0; 33]).is_err());
+        // A memo over the limit smuggled into the encoding is refused too.
+        let mut raw = sample(1, vec![7; 32]).encode();
+        let pos = raw
+            .windows(4)
+            .position(|w| w == 32u32.to_le_bytes())
+            .unwrap();
+        raw[pos] = 33;
+        raw.insert(pos + 4, 7);
+        assert!(SignedTransaction::decode(&raw).is_err());
+    }
+
+    #[test]
+    fn huge_declared_lengths_do_not_allocate() {
+        // A batch transfer claiming u32::MAX recipients is refused at the length.
+        let k = Keypair::derive_insecure(9, "sender");
+        let tx = Transaction {
+            chain_id: ChainId::new("c").unwrap(),
+            sender: k.address(),
+            nonce: 0,
+            max_fee: Amount(1),
+            expiry_height: 1,
+            payload: Payload::BatchTransfer {
+                asset: NATIVE,
+                payouts: Payouts::new(vec![Payout {
+                    to: k.address(),
+                    amount: Amount(1),
+                }])
+                .unwrap(),
+                memo: Memo::empty(),
+            },
+        }
+        .sign(&k);
+        let mut raw = tx.encode();
+        let pos = raw
+            .windows(4)
+            .position(|w| w == 1u32.to_le_bytes())
+            .unwrap();
+        raw[pos..pos + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(SignedTransaction::decode(&raw).is_err());
+    }
+
+    #[test]
+    fn chain_id_rules() {
+        assert!(ChainId::new("sou-devnet-1").is_ok());
+        for bad in ["", "Sou", "a b", &"x".repeat(33)] {
+            assert!(ChainId::new(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let _ = SignedTransaction::decode(&bytes);
+        }
+
+        #[test]
+        fn mutated_encodings_never_panic(nonce: u64, flip in 0usize..400, val: u8) {
+            let mut raw = sample(nonce, b"m".to_vec()).encode();
+            let i = flip % raw.len();
+            raw[i] = val;
+            if let Ok(tx) = SignedTransaction::decode(&raw) {
+                // Whatever decodes must re-encode to the same bytes.
+                prop_assert_eq!(tx.encode(), raw);
+            }
+        }
+
+        #[test]
+        fn encode_decode_round_trip(nonce: u64, fee: u128, expiry: u64, amount: u128,
+                                    memo in proptest::collection::vec(any::<u8>(), 0..=32)) {
+            let k = Keypair::derive_insecure(1, "p");
+            let tx = Transaction {
+                chain_id: ChainId::new("sou-prop").unwrap(),
+                sender: k.address(),
+                nonce,
+                max_fee: Amount(fee),
+                expiry_height: expiry,
+                payload: Payload::Transfer {
+                    asset: NATIVE,
+                    to: k.address(),
+                    amount: Amount(amount),
+                    memo: Memo::new(memo).unwrap(),
+                },
+            }.sign(&k);
+            prop_assert_eq!(SignedTransaction::decode(&tx.encode()).unwrap(), tx);
+        }
+    }
+}
