@@ -1,1 +1,224 @@
-fn main() {}
+//! Executes and commits blocks of transfers and prints transfers per second,
+//! with ed25519 signature verification measured on its own.
+//!
+//! ```sh
+//! cargo bench -p sou-ledger --bench execute -- [--accounts 10000] [--txs 10000] [--blocks 5]
+//! ```
+//! Everything runs on one thread, so the figures are per core.
+
+use std::time::{Duration, Instant};
+
+use sou_ledger::state::AssetRoles;
+use sou_ledger::{GenesisAsset, GenesisState, GenesisValidator, Ledger, Params};
+use sou_types::asset::NATIVE;
+use sou_types::crypto::verify_batch;
+use sou_types::{Amount, ChainId, Keypair, Memo, Payload, SignedTransaction, Symbol, Transaction};
+
+struct Args {
+    accounts: usize,
+    txs: usize,
+    blocks: usize,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        accounts: 10_000,
+        txs: 10_000,
+        blocks: 5,
+    };
+    let argv: Vec<String> = std::env::args().collect();
+    let mut i = 1;
+    while i < argv.len() {
+        let value = || argv.get(i + 1).and_then(|v| v.parse().ok());
+        match argv[i].as_str() {
+            "--accounts" => a.accounts = value().expect("--accounts N"),
+            "--txs" => a.txs = value().expect("--txs N"),
+            "--blocks" => a.blocks = value().expect("--blocks N"),
+            _ => {} // cargo bench passes --bench
+        }
+        i += 1;
+    }
+    a
+}
+
+/// A small deterministic generator, so every run measures the same blocks.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+fn per_second(n: usize, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64()
+}
+
+fn main() {
+    let a = args();
+    let usdt = Symbol::new("USDT").unwrap();
+    let keys: Vec<Keypair> = (0..a.accounts)
+        .map(|i| Keypair::derive_insecure(1, &format!("bench-{i}")))
+        .collect();
+    let validator = Keypair::derive_insecure(1, "bench-validator");
+    let mut params = Params::dev(usdt);
+    params.max_block_txs = a.txs as u32;
+    params.max_block_bytes = 64 << 20;
+    let genesis = GenesisState {
+        chain_id: ChainId::new("sou-bench").unwrap(),
+        genesis_time_ms: 0,
+        params,
+        assets: vec![
+            GenesisAsset {
+                symbol: NATIVE,
+                name: "Sou".into(),
+                decimals: 9,
+                roles: AssetRoles::default(),
+                minters: vec![],
+            },
+            GenesisAsset {
+                symbol: usdt,
+                name: "Tether USD".into(),
+                decimals: 6,
+                roles: AssetRoles::default(),
+                minters: vec![],
+            },
+        ],
+        balances: keys
+            .iter()
+            .map(|k| (k.address(), usdt, Amount(1_000_000_000_000)))
+            .collect(),
+        validators: vec![GenesisValidator {
+            operator: validator.address(),
+            consensus_key: Keypair::derive_insecure(1, "bench-consensus").public(),
+            commission_bps: 500,
+            stake: Amount(1_000_000_000_000),
+        }],
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger = Ledger::init(&dir.path().join("db"), &genesis).unwrap();
+    let chain_id = ledger.chain_id().clone();
+
+    println!(
+        "sou-ledger execute benchmark: {} blocks of {} transfers among {} accounts (one core)",
+        a.blocks, a.txs, a.accounts
+    );
+    let sign_start = Instant::now();
+    let mut rng = SplitMix(7);
+    let mut nonces = vec![0u64; a.accounts];
+    let blocks: Vec<Vec<SignedTransaction>> = (0..a.blocks)
+        .map(|_| {
+            (0..a.txs)
+                .map(|i| {
+                    let from = i % a.accounts;
+                    let to = (rng.next() % a.accounts as u64) as usize;
+                    let nonce = nonces[from];
+                    nonces[from] += 1;
+                    Transaction {
+                        chain_id: chain_id.clone(),
+                        sender: keys[from].address(),
+                        nonce,
+                        max_fee: Amount(100),
+                        expiry_height: 1_000_000,
+                        payload: Payload::Transfer {
+                            asset: usdt,
+                            to: keys[to].address(),
+                            amount: Amount(u128::from(1 + rng.next() % 1_000_000)),
+                            memo: Memo::empty(),
+                        },
+                    }
+                    .sign(&keys[from])
+                })
+                .collect()
+        })
+        .collect();
+    println!(
+        "  signed {} transfers in {:.2?} (not measured)",
+        a.blocks * a.txs,
+        sign_start.elapsed()
+    );
+
+    // Signature verification, as the mempool does it: batches of 64.
+    let mut verify_time = Duration::ZERO;
+    for txs in &blocks {
+        let items: Vec<_> = txs
+            .iter()
+            .map(|t| (t.tx.sender.public_key(), t.hash(), t.signature))
+            .collect();
+        let start = Instant::now();
+        for chunk in items.chunks(64) {
+            assert!(verify_batch(chunk).iter().all(|ok| *ok));
+        }
+        verify_time += start.elapsed();
+    }
+    let total = a.blocks * a.txs;
+    let single: Vec<_> = blocks[0]
+        .iter()
+        .take(2_000)
+        .map(|t| (t.tx.sender.public_key(), t.hash(), t.signature))
+        .collect();
+    let start = Instant::now();
+    for (pk, h, s) in &single {
+        pk.verify(h, s).unwrap();
+    }
+    let single_time = start.elapsed();
+
+    // Execution and commit, signatures taken as verified (as they are for
+    // transactions that came through this node's mempool).
+    let mut exec_time = Duration::ZERO;
+    let mut commit_time = Duration::ZERO;
+    for (i, txs) in blocks.into_iter().enumerate() {
+        let start = Instant::now();
+        let (executed, applied) = ledger
+            .propose(txs, validator.address(), i as u64 + 1, &|_| true)
+            .unwrap();
+        exec_time += start.elapsed();
+        assert!(
+            applied.invalid.is_empty() && applied.not_included == 0,
+            "{:?}",
+            applied.invalid.first()
+        );
+        assert!(executed.receipts.iter().all(|r| r.succeeded()));
+        let start = Instant::now();
+        ledger.commit(&executed).unwrap();
+        commit_time += start.elapsed();
+    }
+
+    println!();
+    println!("  {:<44} {:>14}", "stage", "transfers/s");
+    println!(
+        "  {:<44} {:>14.0}",
+        "ed25519 verify, one by one",
+        per_second(single.len(), single_time)
+    );
+    println!(
+        "  {:<44} {:>14.0}",
+        "ed25519 verify, batches of 64",
+        per_second(total, verify_time)
+    );
+    println!(
+        "  {:<44} {:>14.0}",
+        "execute (incl. state root)",
+        per_second(total, exec_time)
+    );
+    println!(
+        "  {:<44} {:>14.0}",
+        "commit (one fsynced RocksDB batch per block)",
+        per_second(total, commit_time)
+    );
+    println!(
+        "  {:<44} {:>14.0}",
+        "execute + commit",
+        per_second(total, exec_time + commit_time)
+    );
+    println!(
+        "  per block of {}: execute {:.1} ms, commit {:.1} ms",
+        a.txs,
+        exec_time.as_secs_f64() * 1e3 / a.blocks as f64,
+        commit_time.as_secs_f64() * 1e3 / a.blocks as f64
+    );
+}

@@ -59,7 +59,7 @@ impl<R: StateReader> BlockExecutor<'_, R> {
     }
 
     fn require_not_frozen(&mut self, address: Address, asset: Symbol) -> Step {
-        if self.cache.account(&address)?.is_frozen(&asset) {
+        if self.cache.is_frozen(&address, &asset)? {
             return Err(TxError::Frozen { address, asset }.into());
         }
         Ok(())
@@ -107,13 +107,18 @@ impl<R: StateReader> BlockExecutor<'_, R> {
     /// The checks every transfer of an issued asset makes: the asset exists
     /// and is not paused, and the sender is not frozen in it.
     fn transfer_checks(&mut self, sender: Address, asset: Symbol) -> Step {
-        let info = self.asset_info(asset)?;
-        if info.paused {
+        let paused = self
+            .cache
+            .asset_ref(&asset)?
+            .ok_or(TxError::UnknownAsset(asset))?
+            .paused;
+        if paused {
             return Err(TxError::Paused(asset).into());
         }
         self.require_not_frozen(sender, asset)
     }
 
+    /// The hot path: one copy of each account, every check before any write.
     pub(crate) fn transfer(
         &mut self,
         sender: Address,
@@ -126,7 +131,28 @@ impl<R: StateReader> BlockExecutor<'_, R> {
         }
         self.transfer_checks(sender, asset)?;
         self.require_not_frozen(to, asset)?;
-        self.move_funds(sender, to, asset, amount)
+        let mut from = self.cache.account(&sender)?;
+        let have = from.balance(&asset);
+        let left = have
+            .checked_sub(amount)
+            .ok_or(TxError::InsufficientBalance {
+                asset,
+                have,
+                need: amount,
+            })?;
+        if sender == to {
+            return Ok(());
+        }
+        let mut dest = self.cache.account(&to)?;
+        let total = dest
+            .balance(&asset)
+            .checked_add(amount)
+            .ok_or(TxError::Overflow("recipient balance"))?;
+        from.set_balance(asset, left);
+        dest.set_balance(asset, total);
+        self.cache.set_account(sender, from)?;
+        self.cache.set_account(to, dest)?;
+        Ok(())
     }
 
     pub(crate) fn batch_transfer(

@@ -5,6 +5,8 @@
 
 use std::collections::HashMap;
 
+use foldhash::fast::RandomState;
+
 use sou_types::{Address, Hash, Symbol};
 
 use crate::lthash::LtHash;
@@ -31,7 +33,9 @@ pub struct StateDiff {
 
 pub struct StateCache<'a, R: StateReader> {
     reader: &'a R,
-    slots: HashMap<StateKey, Slot>,
+    /// A seeded fast hasher: keys are attacker-chosen addresses, and
+    /// nothing depends on iteration order (writes are sorted).
+    slots: HashMap<StateKey, Slot, RandomState>,
     journal: Vec<(StateKey, Option<StateValue>, bool)>,
 }
 
@@ -56,7 +60,7 @@ impl<'a, R: StateReader> StateCache<'a, R> {
     pub fn new(reader: &'a R) -> Self {
         StateCache {
             reader,
-            slots: HashMap::new(),
+            slots: HashMap::default(),
             journal: Vec::new(),
         }
     }
@@ -187,6 +191,26 @@ impl<'a, R: StateReader> StateCache<'a, R> {
 
     pub fn set_params(&mut self, p: Params) -> Result<()> {
         self.put(StateKey::Params, Some(StateValue::Params(p)))
+    }
+
+    /// Reads an account without copying it (`None`: no record, the empty account).
+    pub fn account_ref(&mut self, a: &Address) -> Result<Option<&Account>> {
+        match self.get(&StateKey::Account(*a))? {
+            Some(StateValue::Account(acc)) => Ok(Some(acc)),
+            _ => Ok(None),
+        }
+    }
+
+    pub fn is_frozen(&mut self, a: &Address, asset: &Symbol) -> Result<bool> {
+        Ok(self.account_ref(a)?.is_some_and(|acc| acc.is_frozen(asset)))
+    }
+
+    /// Reads an asset without copying it.
+    pub fn asset_ref(&mut self, s: &Symbol) -> Result<Option<&AssetInfo>> {
+        match self.get(&StateKey::Asset(*s))? {
+            Some(StateValue::Asset(a)) => Ok(Some(a)),
+            _ => Ok(None),
+        }
     }
 
     pub fn account(&mut self, a: &Address) -> Result<Account> {

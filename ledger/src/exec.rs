@@ -30,7 +30,7 @@ use crate::error::{InvalidTx, TxError};
 use crate::lthash::LtHash;
 use crate::params::Params;
 use crate::receipt::{Receipt, TxStatus};
-use crate::state::{fee_collector, StateKey};
+use crate::state::StateKey;
 use crate::store::StateReader;
 use crate::{Error, Result};
 
@@ -111,6 +111,8 @@ pub struct BlockExecutor<'a, R: StateReader> {
     txs: Vec<SignedTransaction>,
     receipts: Vec<Receipt>,
     bytes: u64,
+    /// Fees charged so far in this block, not yet in the fee collector.
+    pub(crate) fees: Amount,
 }
 
 impl<R: StateReader> std::fmt::Debug for BlockExecutor<'_, R> {
@@ -138,6 +140,7 @@ impl<'a, R: StateReader> BlockExecutor<'a, R> {
             txs: Vec::new(),
             receipts: Vec::new(),
             bytes: 0,
+            fees: Amount::ZERO,
         })
     }
 
@@ -155,7 +158,8 @@ impl<'a, R: StateReader> BlockExecutor<'a, R> {
         on_invalid: OnInvalid,
     ) -> Result<Applied> {
         let mut applied = Applied::default();
-        let hashes: Vec<TxHash> = txs.iter().map(SignedTransaction::hash).collect();
+        let metas: Vec<(TxHash, usize)> = txs.iter().map(SignedTransaction::hash_and_len).collect();
+        let hashes: Vec<TxHash> = metas.iter().map(|(h, _)| *h).collect();
 
         // One batched signature check for everything not checked before.
         let unverified: Vec<usize> = (0..txs.len()).filter(|&i| !verified(&hashes[i])).collect();
@@ -170,7 +174,7 @@ impl<'a, R: StateReader> BlockExecutor<'a, R> {
 
         // One batched read of every account the block touches.
         let fee_asset = self.params.fee_asset;
-        let mut keys = vec![StateKey::Account(fee_collector())];
+        let mut keys = Vec::with_capacity(txs.len() * 2 + 2);
         for tx in &txs {
             keys.push(StateKey::Account(tx.tx.sender));
             for a in tx.tx.payload.counterparties() {
@@ -185,8 +189,7 @@ impl<'a, R: StateReader> BlockExecutor<'a, R> {
         keys.push(StateKey::Asset(fee_asset));
         self.cache.prefetch(keys)?;
 
-        for (i, (tx, hash)) in txs.into_iter().zip(hashes).enumerate() {
-            let len = sou_types::codec::encode(&tx).len();
+        for (i, (tx, (hash, len))) in txs.into_iter().zip(metas).enumerate() {
             let full = self.txs.len() >= self.params.max_block_txs as usize
                 || self.bytes.saturating_add(len as u64) > self.params.max_block_bytes;
             if full {
@@ -280,22 +283,19 @@ impl<'a, R: StateReader> BlockExecutor<'a, R> {
                 need: fee,
             }));
         };
-        // Checked before anything is written, so a refusal changes nothing.
-        let mut collector = self.cache.account(&fee_collector())?;
-        let Some(collected) = collector.balance(&fee_asset).checked_add(fee) else {
+        // Fees are added up here and credited to the fee collector once, at
+        // the end of the block; a payload's rollback never touches them.
+        let Some(fees) = self.fees.checked_add(fee) else {
             return Ok(Err(InvalidTx::InsufficientBalance {
                 asset: fee_asset,
                 have,
                 need: fee,
             }));
         };
+        self.fees = fees;
         acc.set_balance(fee_asset, left);
         acc.nonce += 1;
         self.cache.set_account(tx.sender, acc)?;
-        if !fee.is_zero() {
-            collector.set_balance(fee_asset, collected);
-            self.cache.set_account(fee_collector(), collector)?;
-        }
         Ok(Ok(fee))
     }
 
@@ -438,6 +438,7 @@ impl<'a, R: StateReader> BlockExecutor<'a, R> {
             txs: Vec::new(),
             receipts: Vec::new(),
             bytes: 0,
+            fees: Amount::ZERO,
         })
     }
 

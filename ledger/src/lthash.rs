@@ -35,9 +35,13 @@ impl Default for LtHash {
 }
 
 impl LtHash {
-    /// The lanes of one `(key, value)` entry.
+    /// The lanes of one `(key, value)` entry: blake3 keyed with a key derived
+    /// once from the context (the derive-key mode would hash the context
+    /// string again for every entry).
     fn expand(key: &[u8], value: &[u8], out: &mut [u8; LANES * 2]) {
-        let mut h = blake3::Hasher::new_derive_key(CONTEXT);
+        static ENTRY_KEY: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+        let entry_key = ENTRY_KEY.get_or_init(|| blake3::derive_key(CONTEXT, b"entry key"));
+        let mut h = blake3::Hasher::new_keyed(entry_key);
         h.update(&(key.len() as u32).to_le_bytes());
         h.update(key);
         h.update(value);

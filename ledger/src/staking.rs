@@ -325,13 +325,22 @@ impl<R: StateReader> BlockExecutor<'_, R> {
 
     /// Fees, then (at an epoch's last block) the next validator set.
     pub(crate) fn end_block(&mut self) -> Result<()> {
-        self.distribute_fees().map_err(|f| match f {
-            Fail::Fatal(e) => e,
-            Fail::Tx(e) => Error::Corrupt {
-                what: "fee distribution".into(),
-                reason: e.to_string(),
-            },
-        })?;
+        let fees = std::mem::take(&mut self.fees);
+        let fee_asset = self.params.fee_asset;
+        let credited = if fees.is_zero() {
+            Ok(())
+        } else {
+            self.credit(fee_collector(), fee_asset, fees)
+        };
+        credited
+            .and_then(|()| self.distribute_fees())
+            .map_err(|f| match f {
+                Fail::Fatal(e) => e,
+                Fail::Tx(e) => Error::Corrupt {
+                    what: "fee distribution".into(),
+                    reason: e.to_string(),
+                },
+            })?;
         let length = self.params.epoch_length_blocks.max(1);
         if self.ctx.height % length == 0 {
             self.elect(self.ctx.height / length)?;

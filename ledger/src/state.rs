@@ -45,6 +45,10 @@ pub enum StateKey {
     Evidence(Hash),
 }
 
+/// Every encoded state key is at least this long (short ones are padded with
+/// zeros), so that the storage can bucket keys by a fixed-length prefix.
+pub const STATE_KEY_MIN_BYTES: usize = 9;
+
 impl StateKey {
     pub fn encode(&self) -> Vec<u8> {
         let mut k = Vec::with_capacity(65);
@@ -80,6 +84,9 @@ impl StateKey {
                 k.push(8);
                 k.extend_from_slice(&h.0);
             }
+        }
+        if k.len() < STATE_KEY_MIN_BYTES {
+            k.resize(STATE_KEY_MIN_BYTES, 0);
         }
         k
     }

@@ -10,6 +10,9 @@ use crate::crypto::serde_via_str;
 use crate::limits::{MAX_BATCH_RECIPIENTS, MAX_CHAIN_ID_BYTES, MAX_MEMO_BYTES, MAX_TX_BYTES};
 use crate::{Address, Amount, Error, Hash, Keypair, PublicKey, Result, Signature, Symbol};
 
+/// Length of an encoded signature.
+const SIGNATURE_BYTES: usize = 64;
+
 /// Domain of transaction hashes; the signature is over the hash.
 const TX_HASH_CONTEXT: &str = "sou transaction v1";
 
@@ -292,7 +295,16 @@ pub struct Transaction {
 impl Transaction {
     /// The transaction's hash: its name, and the message its sender signs.
     pub fn hash(&self) -> TxHash {
-        Hash::domain(TX_HASH_CONTEXT, &encode(self))
+        self.hash_and_len().0
+    }
+
+    /// The hash and the length of the signed encoding, from one encoding.
+    pub fn hash_and_len(&self) -> (TxHash, usize) {
+        let bytes = encode(self);
+        (
+            Hash::domain(TX_HASH_CONTEXT, &bytes),
+            bytes.len() + SIGNATURE_BYTES,
+        )
     }
 
     /// Signs with `key`, which must be the sender's.
@@ -325,6 +337,11 @@ impl SignedTransaction {
 
     pub fn hash(&self) -> TxHash {
         self.tx.hash()
+    }
+
+    /// The hash and the encoded length, computed together.
+    pub fn hash_and_len(&self) -> (TxHash, usize) {
+        self.tx.hash_and_len()
     }
 
     /// Checks the signature on its own (the mempool verifies in batches).
@@ -367,6 +384,7 @@ mod tests {
         let back = SignedTransaction::decode(&bytes).unwrap();
         assert_eq!(back, s);
         back.verify_signature().unwrap();
+        assert_eq!(back.hash_and_len(), (back.hash(), bytes.len()));
         let mut tampered = back;
         tampered.tx.nonce = 2;
         assert!(tampered.verify_signature().is_err());

@@ -260,7 +260,10 @@ fn blocks_transactions_receipts_and_history_are_stored() {
     assert_eq!(block.transactions.len(), 2);
     assert_eq!(store.block(0).unwrap().unwrap().header.height, 0);
     let record = store.transaction(&hashes[3]).unwrap().unwrap();
-    assert_eq!((record.height, record.index), (tip.height, 1));
+    assert_eq!(
+        (record.receipt.height, record.receipt.index),
+        (tip.height, 1)
+    );
     assert!(store.receipt(&hashes[0]).unwrap().unwrap().succeeded());
     assert!(store.receipt(&Hash([9; 32])).unwrap().is_none());
 
@@ -287,4 +290,13 @@ fn blocks_transactions_receipts_and_history_are_stored() {
         .is_empty());
     // The third user transferred to itself: listed once per transaction.
     assert_eq!(store.history(&c.addr(2), None, 10).unwrap().len(), 4);
+
+    // The same answers once everything is in SST files rather than memtables.
+    let before_flush = store.history(&a, None, 10).unwrap();
+    store.flush().unwrap();
+    assert_eq!(store.history(&a, None, 10).unwrap(), before_flush);
+    assert_eq!(store.history(&a, Some(page[2].0), 10).unwrap(), rest);
+    assert!(store.receipt(&hashes[0]).unwrap().unwrap().succeeded());
+    assert_eq!(store.block(tip.height).unwrap().unwrap().hash(), tip.hash);
+    assert_eq!(full_state_root(&c.ledger), c.ledger.state_root());
 }
