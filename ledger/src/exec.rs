@@ -257,6 +257,13 @@ impl<'a, R: StateReader> BlockExecutor<'a, R> {
             return Ok(Err(e));
         }
         let mut acc = self.cache.account(&tx.sender)?;
+        // An account whose nonce reached u64::MAX can send nothing more.
+        let Some(next_nonce) = acc.nonce.checked_add(1) else {
+            return Ok(Err(InvalidTx::NonceUsed {
+                got: tx.nonce,
+                expected: acc.nonce,
+            }));
+        };
         if tx.nonce != acc.nonce {
             return Ok(Err(if tx.nonce < acc.nonce {
                 InvalidTx::NonceUsed {
@@ -294,7 +301,7 @@ impl<'a, R: StateReader> BlockExecutor<'a, R> {
         };
         self.fees = fees;
         acc.set_balance(fee_asset, left);
-        acc.nonce += 1;
+        acc.nonce = next_nonce;
         self.cache.set_account(tx.sender, acc)?;
         Ok(Ok(fee))
     }

@@ -187,8 +187,11 @@ impl<R: StateReader> BlockExecutor<'_, R> {
             return Err(TxError::TooManyUnbondings { max }.into());
         }
         self.pay_rewards(sender, &v, &d)?;
-        d.shares -= burn;
-        v.shares -= burn;
+        d.shares -= burn; // burn <= d.shares, taken with min above
+        v.shares = v
+            .shares
+            .checked_sub(burn)
+            .ok_or(TxError::Overflow("validator shares"))?;
         v.tokens = v
             .tokens
             .checked_sub(amount)

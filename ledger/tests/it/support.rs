@@ -21,6 +21,11 @@ pub fn usdt() -> Symbol {
     Symbol::new("USDT").unwrap()
 }
 
+/// A second issued asset, not the fee asset.
+pub fn eurc() -> Symbol {
+    Symbol::new("EURC").unwrap()
+}
+
 pub fn params() -> Params {
     let mut p = Params::dev(usdt());
     p.tx_fee = FEE;
@@ -55,6 +60,7 @@ pub fn genesis(keys: &Keys, params: Params) -> GenesisState {
     for u in keys.users.iter().chain(&keys.validators) {
         balances.push((u.address(), usdt(), Amount(USER_USDT)));
         balances.push((u.address(), NATIVE, Amount(USER_SOU)));
+        balances.push((u.address(), eurc(), Amount(USER_USDT)));
     }
     GenesisState {
         chain_id: ChainId::new("sou-test").unwrap(),
@@ -79,6 +85,18 @@ pub fn genesis(keys: &Keys, params: Params) -> GenesisState {
                     freezer: Some(issuer),
                 },
                 minters: vec![(issuer, Amount(1_000_000_000_000))],
+            },
+            GenesisAsset {
+                symbol: eurc(),
+                name: "Euro Coin".into(),
+                decimals: 6,
+                roles: AssetRoles {
+                    issuer: Some(issuer),
+                    master_minter: Some(issuer),
+                    pauser: Some(issuer),
+                    freezer: Some(issuer),
+                },
+                minters: vec![],
             },
         ],
         balances,
@@ -256,7 +274,7 @@ pub fn full_state_root(ledger: &Ledger) -> sou_types::Hash {
 /// Every asset's supply equals the sum of all balances.
 pub fn assert_conserved(ledger: &Ledger) {
     let sums = balance_sums(ledger);
-    for asset in [NATIVE, usdt()] {
+    for asset in [NATIVE, usdt(), eurc()] {
         let supply = ledger.asset(&asset).unwrap().unwrap().supply.0;
         assert_eq!(
             sums.get(&asset).copied().unwrap_or(0),

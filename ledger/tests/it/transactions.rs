@@ -126,6 +126,54 @@ fn frozen_sender_is_refused_inclusion() {
 }
 
 #[test]
+fn a_sender_frozen_in_an_asset_cannot_send_it_but_can_pay_fees() {
+    let mut c = chain(2);
+    let (a, b) = (c.addr(0), c.addr(1));
+    let user = c.user(0).clone_key();
+    let issuer = c.issuer().clone_key();
+    assert_ok(&c.run(
+        &issuer,
+        Payload::Freeze {
+            asset: eurc(),
+            address: a,
+        },
+    ));
+    let eur = |amount| Payload::Transfer {
+        asset: eurc(),
+        to: b,
+        amount: Amount(amount),
+        memo: Memo::empty(),
+    };
+    let r = c.run(&user, eur(5));
+    assert_failed(&r, "is frozen in EURC");
+    assert_eq!(c.balance(&a, eurc()), USER_USDT);
+    assert_eq!(c.balance(&b, eurc()), USER_USDT);
+    // Other assets still move.
+    assert_ok(&c.run(&user, transfer(b, 5)));
+    // Nor can it receive the asset.
+    let other = c.user(1).clone_key();
+    let r = c.run(
+        &other,
+        Payload::Transfer {
+            asset: eurc(),
+            to: a,
+            amount: Amount(1),
+            memo: Memo::empty(),
+        },
+    );
+    assert_failed(&r, "is frozen in EURC");
+    assert_ok(&c.run(
+        &issuer,
+        Payload::Unfreeze {
+            asset: eurc(),
+            address: a,
+        },
+    ));
+    assert_ok(&c.run(&user, eur(5)));
+    assert_conserved(&c.ledger);
+}
+
+#[test]
 fn batch_transfer_is_all_or_nothing() {
     let mut c = chain(4);
     let user = c.user(0).clone_key();
