@@ -1,0 +1,741 @@
+//! The Simplex state machine (Chan and Pass, "Simplex Consensus: A Simple
+//! and Fast Consensus Protocol", TCC 2023, Figure 1), in the form the
+//! commonware `simplex` module documents: distinct `notarize`, `nullify` and
+//! `finalize` votes, a view timer, rebroadcast on timeouts, and parents
+//! referenced by view so that certificates need not travel inside proposals.
+//!
+//! Comments `[S1 ...]` cite the steps of the paper's protocol for iteration
+//! `h` (our view):
+//! - S1 "Upon entering iteration h": start a timer; the leader proposes a
+//!   block extending the notarized chain.
+//! - S2 "Upon seeing the first valid proposal from the leader": vote for it.
+//! - S3 "Upon the timer firing": vote for the dummy block (our `nullify`).
+//! - S4 "Upon seeing a notarized block or dummy block for h": move to h+1,
+//!   and if the timer did not fire, send `finalize` for h.
+//! - S5 "Upon seeing 2n/3 finalize votes for h": the block and its
+//!   ancestors are final.
+//!
+//! The engine is pure: [`Engine::handle`] takes one [`Input`] and returns
+//! the [`Action`]s the node must perform, in order. It reads no clock (timers
+//! are requested as actions), does no I/O, and calls the [`Application`]
+//! synchronously to build and check blocks.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use sou_types::{Hash, Keypair, Signature};
+
+use crate::guard::{Guard, Permit};
+use crate::types::{
+    Certificate, Digest, Epoch, Evidence, Message, Proposal, SignedVote, ValidatorIndex,
+    ValidatorSet, View, Vote, VoteKind,
+};
+
+/// The application decides what a valid block is; consensus only orders
+/// digests.
+pub trait Application {
+    /// Builds a block on `parent` (at `parent_height`) for `view`; returns its
+    /// digest, or `None` if it cannot now (the view will then time out).
+    fn propose(&mut self, view: View, parent: Digest, parent_height: u64) -> Option<Digest>;
+    /// Checks a proposed block: parent, height, proposer, timestamp,
+    /// transactions, state root. Called at most once per proposal.
+    fn verify(&mut self, proposal: &Proposal) -> bool;
+}
+
+/// Parameters of the engine. Times are in milliseconds of the node's clock.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// The chain's namespace in every vote signature (the chain id).
+    pub namespace: Vec<u8>,
+    /// How long to wait in a view for a notarization before nullifying it.
+    pub view_timeout_ms: u64,
+    /// Cap of the back-off: the timeout doubles after each view that ended
+    /// in a nullification, up to this.
+    pub max_view_timeout_ms: u64,
+    /// How long a leader waits after entering its view before proposing
+    /// (0: at once; a single-validator chain uses it as its block interval).
+    pub propose_delay_ms: u64,
+    /// A leader with no vote seen in this many views is presumed down: its
+    /// view is nullified at once instead of after a timeout.
+    pub skip_inactive_leader_views: u64,
+    /// Messages for views further ahead of ours than this are ignored.
+    pub max_future_views: u64,
+}
+
+impl Config {
+    pub fn new(namespace: impl Into<Vec<u8>>) -> Config {
+        Config {
+            namespace: namespace.into(),
+            view_timeout_ms: 1_000,
+            max_view_timeout_ms: 8_000,
+            propose_delay_ms: 0,
+            skip_inactive_leader_views: 20,
+            max_future_views: 10_000,
+        }
+    }
+}
+
+/// Which timer fired.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Timer {
+    /// The leader's moment to propose.
+    Propose,
+    /// The view has lasted too long (and, after nullifying, every retry).
+    View,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// Begin (or resume after a restart and a replay of the message log).
+    Start,
+    /// A message from a peer (or replayed from the log).
+    Message(Message),
+    /// A timer requested by [`Action::ScheduleTimer`] fired.
+    Timer { view: View, timer: Timer },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Persist this vote durably before performing any later action.
+    Persist(SignedVote),
+    /// Send to every peer.
+    Broadcast(Message),
+    /// Call back with [`Input::Timer`] after this long.
+    ScheduleTimer {
+        view: View,
+        timer: Timer,
+        after_ms: u64,
+    },
+    /// A proposal was notarized (the application may prepare its successor).
+    Notarized(Certificate),
+    /// A proposal was finalized, with its ancestors back to the previous
+    /// finalization (the application follows parent links).
+    Finalized(Certificate),
+    /// A validator signed two conflicting votes.
+    Evidence(Evidence),
+}
+
+/// What is known of one view.
+#[derive(Debug, Default)]
+struct Round {
+    /// The leader's proposal, the first seen.
+    proposal: Option<Proposal>,
+    /// The application's verdict on it.
+    verified: Option<bool>,
+    notarizes: BTreeMap<Hash, (Proposal, BTreeMap<ValidatorIndex, Signature>)>,
+    nullifies: BTreeMap<ValidatorIndex, Signature>,
+    finalizes: BTreeMap<Hash, (Proposal, BTreeMap<ValidatorIndex, Signature>)>,
+    /// Every signer's votes in this view, to catch equivocation.
+    seen: BTreeMap<ValidatorIndex, Vec<SignedVote>>,
+    /// The notarized proposal (from a notarization or a finalization).
+    notarized: Option<Proposal>,
+    notarization: Option<Certificate>,
+    nullification: Option<Certificate>,
+    finalization: Option<Certificate>,
+    relayed_proposal: bool,
+}
+
+/// One validator's (or observer's) consensus state for one epoch.
+#[derive(Debug)]
+pub struct Engine {
+    cfg: Config,
+    key: Keypair,
+    me: Option<ValidatorIndex>,
+    set: ValidatorSet,
+    genesis: Digest,
+    genesis_height: u64,
+    view: View,
+    started: bool,
+    last_finalized: View,
+    last_finalized_proposal: Option<Proposal>,
+    latest_finalization: Option<Certificate>,
+    /// Views in a row that ended in a nullification (for the back-off).
+    nullified_streak: u32,
+    rounds: BTreeMap<View, Round>,
+    guard: Guard,
+    last_active: BTreeMap<ValidatorIndex, View>,
+    reported: BTreeSet<(ValidatorIndex, View)>,
+    /// The view moved on and its start (timers, proposal) is still to do.
+    pending_enter: bool,
+    out: Vec<Action>,
+}
+
+/// What the node hands a restarting engine.
+#[derive(Clone, Debug, Default)]
+pub struct Recovered {
+    /// Every vote this validator persisted (the double-sign record).
+    pub signed: Vec<SignedVote>,
+    /// The latest finalization the node stored.
+    pub finalization: Option<Certificate>,
+}
+
+impl Engine {
+    /// An engine for `set`'s epoch, building on the block `genesis` (at
+    /// `genesis_height`; view 0). After a restart, pass what was persisted
+    /// in `recovered`, replay the message log as [`Input::Message`]s, then
+    /// send [`Input::Start`].
+    pub fn new(
+        cfg: Config,
+        key: Keypair,
+        set: ValidatorSet,
+        genesis: Digest,
+        genesis_height: u64,
+        recovered: Recovered,
+    ) -> Engine {
+        let me = set.index_of(&key.public());
+        let mut e = Engine {
+            cfg,
+            key,
+            me,
+            set,
+            genesis,
+            genesis_height,
+            view: 1,
+            started: false,
+            last_finalized: 0,
+            last_finalized_proposal: None,
+            latest_finalization: None,
+            nullified_streak: 0,
+            rounds: BTreeMap::new(),
+            guard: Guard::from_votes(recovered.signed.iter().cloned()),
+            last_active: BTreeMap::new(),
+            reported: BTreeSet::new(),
+            pending_enter: false,
+            out: Vec::new(),
+        };
+        if let Some(f) = recovered.finalization {
+            e.on_finalization(f);
+        }
+        // Our own persisted votes count as received (they may never have
+        // been sent; Start sends those of the current view again).
+        for v in recovered.signed {
+            if v.vote.view() > e.last_finalized {
+                e.on_vote(&v, false);
+            }
+        }
+        e.out.clear();
+        e
+    }
+
+    pub fn view(&self) -> View {
+        self.view
+    }
+
+    pub fn epoch(&self) -> Epoch {
+        self.set.epoch
+    }
+
+    pub fn last_finalized(&self) -> View {
+        self.last_finalized
+    }
+
+    pub fn validator_set(&self) -> &ValidatorSet {
+        &self.set
+    }
+
+    /// Our index in the set, if we are a validator (else an observer).
+    pub fn me(&self) -> Option<ValidatorIndex> {
+        self.me
+    }
+
+    /// Handles one input; returns what to do, in order.
+    pub fn handle(&mut self, input: Input, app: &mut dyn Application) -> Vec<Action> {
+        match input {
+            Input::Start => {
+                if !self.started {
+                    self.started = true;
+                    self.enter_view(app);
+                }
+            }
+            Input::Message(Message::Vote(v)) => {
+                if self.accept_view(v.vote.view())
+                    && v.verify(&self.set, &self.cfg.namespace).is_ok()
+                {
+                    self.on_vote(&v, true);
+                    self.progress(app);
+                }
+            }
+            Input::Message(Message::Certificate(c)) => {
+                if self.accept_view(c.view())
+                    && !self.has_certificate(&c)
+                    && c.verify(&self.set, &self.cfg.namespace).is_ok()
+                {
+                    self.on_certificate(c);
+                    self.progress(app);
+                }
+            }
+            Input::Timer { view, timer } => self.on_timer(view, timer, app),
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    fn accept_view(&self, view: View) -> bool {
+        view > self.last_finalized && view <= self.view.saturating_add(self.cfg.max_future_views)
+    }
+
+    fn has_certificate(&self, c: &Certificate) -> bool {
+        let Some(r) = self.rounds.get(&c.view()) else {
+            return false;
+        };
+        match c.kind() {
+            VoteKind::Notarize => r.notarization.is_some(),
+            VoteKind::Nullify => r.nullification.is_some(),
+            VoteKind::Finalize => r.finalization.is_some(),
+        }
+    }
+
+    /// Records a verified vote: equivocation check, then the tally.
+    fn on_vote(&mut self, sv: &SignedVote, relay: bool) {
+        let view = sv.vote.view();
+        let signer = sv.signer;
+        let leader = self.set.leader(view);
+        let active = self.last_active.entry(signer).or_insert(0);
+        *active = (*active).max(view);
+        let round = self.rounds.entry(view).or_default();
+        let earlier = round.seen.entry(signer).or_default();
+        if earlier.iter().any(|e| e.vote == sv.vote) {
+            return;
+        }
+        if let Some(first) = earlier.iter().find(|e| e.vote.conflicts_with(&sv.vote)) {
+            if self.reported.insert((signer, view)) {
+                self.out.push(Action::Evidence(Evidence {
+                    first: first.clone(),
+                    second: sv.clone(),
+                }));
+            }
+        }
+        earlier.push(sv.clone());
+        match &sv.vote {
+            Vote::Notarize(p) => {
+                // [S2] The leader's own notarize vote is its proposal.
+                if signer == leader && round.proposal.is_none() {
+                    round.proposal = Some(p.clone());
+                    if relay && self.started && !round.relayed_proposal && Some(signer) != self.me {
+                        // Gossip: pass the proposal on once, for lossy links.
+                        round.relayed_proposal = true;
+                        self.out.push(Action::Broadcast(Message::Vote(sv.clone())));
+                    }
+                }
+                let entry = round
+                    .notarizes
+                    .entry(p.id())
+                    .or_insert_with(|| (p.clone(), BTreeMap::new()));
+                entry.1.insert(signer, sv.signature);
+            }
+            Vote::Nullify { .. } => {
+                round.nullifies.insert(signer, sv.signature);
+            }
+            Vote::Finalize(p) => {
+                let entry = round
+                    .finalizes
+                    .entry(p.id())
+                    .or_insert_with(|| (p.clone(), BTreeMap::new()));
+                entry.1.insert(signer, sv.signature);
+            }
+        }
+        self.check_quorums(view);
+    }
+
+    /// Forms certificates from tallies that reached a quorum.
+    fn check_quorums(&mut self, view: View) {
+        let Some(round) = self.rounds.get(&view) else {
+            return;
+        };
+        let mut formed = Vec::new();
+        if round.notarization.is_none() {
+            for (p, sigs) in round.notarizes.values() {
+                if self.set.is_quorum(self.set.power_of(sigs.keys())) {
+                    formed.push(Certificate::from_votes(Vote::Notarize(p.clone()), sigs));
+                    break;
+                }
+            }
+        }
+        if round.nullification.is_none()
+            && self
+                .set
+                .is_quorum(self.set.power_of(round.nullifies.keys()))
+        {
+            let vote = Vote::Nullify {
+                epoch: self.set.epoch,
+                view,
+            };
+            formed.push(Certificate::from_votes(vote, &round.nullifies));
+        }
+        if round.finalization.is_none() {
+            for (p, sigs) in round.finalizes.values() {
+                if self.set.is_quorum(self.set.power_of(sigs.keys())) {
+                    formed.push(Certificate::from_votes(Vote::Finalize(p.clone()), sigs));
+                    break;
+                }
+            }
+        }
+        for c in formed {
+            self.on_certificate(c);
+        }
+    }
+
+    fn on_certificate(&mut self, c: Certificate) {
+        match c.kind() {
+            VoteKind::Notarize => self.on_notarization(c),
+            VoteKind::Nullify => self.on_nullification(c),
+            VoteKind::Finalize => self.on_finalization(c),
+        }
+    }
+
+    /// [S4] A notarized block for view v: move to v+1; finalize v unless we
+    /// nullified it.
+    fn on_notarization(&mut self, c: Certificate) {
+        let view = c.view();
+        let Some(p) = c.vote.proposal().cloned() else {
+            return;
+        };
+        let round = self.rounds.entry(view).or_default();
+        if round.notarization.is_some() {
+            return;
+        }
+        round.notarization = Some(c.clone());
+        round.notarized.get_or_insert(p);
+        if self.started {
+            self.out.push(Action::Notarized(c.clone()));
+            self.out.push(Action::Broadcast(Message::Certificate(c)));
+        }
+        if view >= self.view {
+            self.nullified_streak = 0;
+            self.view = view + 1;
+            self.pending_enter = true;
+        }
+    }
+
+    /// [S4] A notarized dummy block (nullification) for view v: move to v+1.
+    fn on_nullification(&mut self, c: Certificate) {
+        let view = c.view();
+        let round = self.rounds.entry(view).or_default();
+        if round.nullification.is_some() {
+            return;
+        }
+        round.nullification = Some(c.clone());
+        if self.started {
+            self.out.push(Action::Broadcast(Message::Certificate(c)));
+        }
+        if view >= self.view {
+            self.nullified_streak = self.nullified_streak.saturating_add(1);
+            self.view = view + 1;
+            self.pending_enter = true;
+        }
+    }
+
+    /// [S5] A finalized block: it and its ancestors are final.
+    fn on_finalization(&mut self, c: Certificate) {
+        let view = c.view();
+        let Some(p) = c.vote.proposal().cloned() else {
+            return;
+        };
+        let round = self.rounds.entry(view).or_default();
+        if round.finalization.is_some() {
+            return;
+        }
+        round.finalization = Some(c.clone());
+        round.notarized.get_or_insert(p.clone());
+        if view > self.last_finalized {
+            self.last_finalized = view;
+            self.last_finalized_proposal = Some(p);
+            self.latest_finalization = Some(c.clone());
+            self.out.push(Action::Finalized(c.clone()));
+            if self.started {
+                self.out.push(Action::Broadcast(Message::Certificate(c)));
+            }
+            // Nothing at or below a finalized view can matter again.
+            self.rounds = self.rounds.split_off(&view);
+            self.guard.prune_below(view);
+        }
+        if view >= self.view {
+            self.nullified_streak = 0;
+            self.view = view + 1;
+            self.pending_enter = true;
+        }
+    }
+}
+
+impl Engine {
+    /// After any change: sign what is now due and start a new view if we
+    /// moved, until nothing more follows.
+    fn progress(&mut self, app: &mut dyn Application) {
+        if !self.started {
+            self.pending_enter = false;
+            return;
+        }
+        for _ in 0..64 {
+            let mut changed = self.finalize_notarized();
+            if self.pending_enter {
+                self.enter_view(app);
+                changed = true;
+            }
+            changed |= self.try_vote(app);
+            if !changed {
+                break;
+            }
+        }
+    }
+
+    /// [S4] Sends `finalize` for every notarized view after the last
+    /// finalized one that we did not nullify and have not finalized yet.
+    fn finalize_notarized(&mut self) -> bool {
+        if self.me.is_none() {
+            return false;
+        }
+        let due: Vec<Proposal> = self
+            .rounds
+            .iter()
+            .filter(|(v, _)| **v > self.last_finalized)
+            .filter_map(|(v, r)| {
+                let p = r.notarized.clone()?;
+                let nullified = self.guard.has(*v, |x| matches!(x, Vote::Nullify { .. }));
+                let finalized = self.guard.has(*v, |x| matches!(x, Vote::Finalize(_)));
+                (!nullified && !finalized).then_some(p)
+            })
+            .collect();
+        let any = !due.is_empty();
+        for p in due {
+            self.sign_and_send(Vote::Finalize(p));
+        }
+        any
+    }
+
+    /// [S1] Entering a view: arm its timer; the leader arms its proposal.
+    fn enter_view(&mut self, _app: &mut dyn Application) {
+        self.pending_enter = false;
+        let view = self.view;
+        let leader = self.set.leader(view);
+        // Our own votes signed before a restart are sent again.
+        for v in self.guard.votes_in(view).to_vec() {
+            self.out.push(Action::Broadcast(Message::Vote(v)));
+        }
+        let presumed_down = Some(leader) != self.me && {
+            let last = self.last_active.get(&leader).copied().unwrap_or(0);
+            view > self.cfg.skip_inactive_leader_views
+                && last + self.cfg.skip_inactive_leader_views < view
+        };
+        let after_ms = if presumed_down { 0 } else { self.timeout_ms() };
+        self.out.push(Action::ScheduleTimer {
+            view,
+            timer: Timer::View,
+            after_ms,
+        });
+        if Some(leader) == self.me {
+            self.out.push(Action::ScheduleTimer {
+                view,
+                timer: Timer::Propose,
+                after_ms: self.cfg.propose_delay_ms,
+            });
+        }
+    }
+
+    /// The view timeout, doubled for each nullified view in a row, capped.
+    fn timeout_ms(&self) -> u64 {
+        let base = self.cfg.view_timeout_ms.max(1);
+        let factor = 1u64 << self.nullified_streak.min(16);
+        base.saturating_mul(factor)
+            .min(self.cfg.max_view_timeout_ms.max(base))
+    }
+
+    fn on_timer(&mut self, view: View, timer: Timer, app: &mut dyn Application) {
+        if !self.started || view != self.view {
+            return;
+        }
+        match timer {
+            Timer::Propose => self.propose(app),
+            Timer::View => {
+                // Rebroadcast what lets others catch up: our earlier votes
+                // in this view, the certificate that brought us here, and
+                // the latest finalization.
+                let earlier = self.guard.votes_in(view).to_vec();
+                // [S3] The timer fired: nullify the view (unless we already
+                // finalized it, which cannot happen in the current view).
+                if self.me.is_some() {
+                    self.sign_and_send(Vote::Nullify {
+                        epoch: self.set.epoch,
+                        view,
+                    });
+                }
+                for v in earlier {
+                    self.out.push(Action::Broadcast(Message::Vote(v)));
+                }
+                if let Some(r) = self.rounds.get(&(view - 1)) {
+                    let cert = r.notarization.clone().or_else(|| r.nullification.clone());
+                    if let Some(c) = cert {
+                        self.out.push(Action::Broadcast(Message::Certificate(c)));
+                    }
+                }
+                if let Some(f) = self.latest_finalization.clone() {
+                    self.out.push(Action::Broadcast(Message::Certificate(f)));
+                }
+                self.out.push(Action::ScheduleTimer {
+                    view,
+                    timer: Timer::View,
+                    after_ms: self.timeout_ms(),
+                });
+            }
+        }
+        self.progress(app);
+    }
+
+    /// The block a proposal in `view` must extend: the latest notarized
+    /// view before it such that every view in between is nullified, or the
+    /// last finalized view. `None` if a view in between is undecided for us.
+    fn parent_for(&self, view: View) -> Option<(View, Digest, u64)> {
+        let mut v = view - 1;
+        while v > self.last_finalized {
+            let r = self.rounds.get(&v)?;
+            if let Some(p) = &r.notarized {
+                return Some((v, p.payload, p.height));
+            }
+            r.nullification.as_ref()?;
+            v -= 1;
+        }
+        Some(self.finalized_tip())
+    }
+
+    /// The last finalized block as (view, digest, height).
+    fn finalized_tip(&self) -> (View, Digest, u64) {
+        match &self.last_finalized_proposal {
+            Some(p) => (p.view, p.payload, p.height),
+            None => (0, self.genesis, self.genesis_height),
+        }
+    }
+
+    /// [S1] The leader proposes a block on the notarized chain.
+    fn propose(&mut self, app: &mut dyn Application) {
+        let view = self.view;
+        if self.me.is_none() || Some(self.set.leader(view)) != self.me {
+            return;
+        }
+        if self.guard.has(view, |v| {
+            matches!(v, Vote::Notarize(_) | Vote::Nullify { .. })
+        }) {
+            return; // proposed (or gave up) before a restart; Start resent it
+        }
+        let Some((parent_view, parent, parent_height)) = self.parent_for(view) else {
+            return;
+        };
+        let Some(payload) = app.propose(view, parent, parent_height) else {
+            return;
+        };
+        let p = Proposal {
+            epoch: self.set.epoch,
+            view,
+            parent_view,
+            parent,
+            height: parent_height + 1,
+            payload,
+        };
+        let round = self.rounds.entry(view).or_default();
+        round.verified = Some(true);
+        self.sign_and_send(Vote::Notarize(p));
+    }
+
+    /// [S2] Votes for the leader's proposal in the current view once its
+    /// ancestry is known: its parent notarized (or the last finalized
+    /// block) and every view in between nullified. An invalid proposal is
+    /// answered with `nullify`. Returns whether it signed anything.
+    fn try_vote(&mut self, app: &mut dyn Application) -> bool {
+        let view = self.view;
+        if self.me.is_none()
+            || self.guard.has(view, |v| {
+                matches!(v, Vote::Notarize(_) | Vote::Nullify { .. })
+            })
+        {
+            return false;
+        }
+        let Some(round) = self.rounds.get(&view) else {
+            return false;
+        };
+        let Some(p) = round.proposal.clone() else {
+            return false;
+        };
+        if round.verified == Some(false) {
+            return false;
+        }
+        let valid = match self.ancestry(&p) {
+            Ancestry::Unknown => return false,
+            Ancestry::Invalid => false,
+            Ancestry::Valid => match round.verified {
+                Some(v) => v,
+                None => app.verify(&p),
+            },
+        };
+        if let Some(r) = self.rounds.get_mut(&view) {
+            r.verified = Some(valid);
+        }
+        if valid {
+            self.sign_and_send(Vote::Notarize(p));
+        } else {
+            self.sign_and_send(Vote::Nullify {
+                epoch: self.set.epoch,
+                view,
+            });
+        }
+        true
+    }
+
+    fn ancestry(&self, p: &Proposal) -> Ancestry {
+        if p.epoch != self.set.epoch
+            || p.parent_view >= p.view
+            || p.parent_view < self.last_finalized
+        {
+            return Ancestry::Invalid;
+        }
+        let (f_view, f_digest, f_height) = self.finalized_tip();
+        let (parent_digest, parent_height) = if p.parent_view == f_view {
+            (f_digest, f_height)
+        } else {
+            match self
+                .rounds
+                .get(&p.parent_view)
+                .and_then(|r| r.notarized.as_ref())
+            {
+                Some(n) => (n.payload, n.height),
+                None => return Ancestry::Unknown,
+            }
+        };
+        if parent_digest != p.parent || parent_height.checked_add(1) != Some(p.height) {
+            return Ancestry::Invalid;
+        }
+        for v in p.parent_view + 1..p.view {
+            match self.rounds.get(&v) {
+                Some(r) if r.nullification.is_some() => {}
+                _ => return Ancestry::Unknown,
+            }
+        }
+        Ancestry::Valid
+    }
+
+    /// Signs `vote` if the guard permits, persisting before sending.
+    fn sign_and_send(&mut self, vote: Vote) {
+        let Some(me) = self.me else {
+            return;
+        };
+        let signed = match self.guard.permit(&vote) {
+            Permit::Conflicts(_) => return,
+            Permit::AlreadySigned(sv) => {
+                self.out.push(Action::Broadcast(Message::Vote(sv)));
+                return;
+            }
+            Permit::Fresh => SignedVote {
+                signature: self.key.sign(&vote.signing_digest(&self.cfg.namespace)),
+                vote,
+                signer: me,
+            },
+        };
+        self.guard.record(signed.clone());
+        self.out.push(Action::Persist(signed.clone()));
+        self.out
+            .push(Action::Broadcast(Message::Vote(signed.clone())));
+        self.on_vote(&signed, false);
+    }
+}
+
+enum Ancestry {
+    Valid,
+    Invalid,
+    /// A certificate it depends on has not reached us yet.
+    Unknown,
+}
