@@ -54,6 +54,9 @@ pub struct Config {
     /// How long a leader waits after entering its view before proposing
     /// (0: at once; a single-validator chain uses it as its block interval).
     pub propose_delay_ms: u64,
+    /// When the application has no block ready, ask again after this long
+    /// (until the view ends).
+    pub propose_retry_ms: u64,
     /// A leader with no vote seen in this many views is presumed down: its
     /// view is nullified at once instead of after a timeout.
     pub skip_inactive_leader_views: u64,
@@ -68,11 +71,15 @@ impl Config {
             view_timeout_ms: 1_000,
             max_view_timeout_ms: 8_000,
             propose_delay_ms: 0,
+            propose_retry_ms: 10,
             skip_inactive_leader_views: 20,
             max_future_views: 10_000,
         }
     }
 }
+
+/// Most certificates sent again on one timeout.
+const MAX_REBROADCAST_CERTIFICATES: usize = 256;
 
 /// Which timer fired.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -132,6 +139,8 @@ struct Round {
     nullification: Option<Certificate>,
     finalization: Option<Certificate>,
     relayed_proposal: bool,
+    /// Signers already reported for equivocating in this view.
+    reported: BTreeSet<ValidatorIndex>,
 }
 
 /// One validator's (or observer's) consensus state for one epoch.
@@ -153,7 +162,6 @@ pub struct Engine {
     rounds: BTreeMap<View, Round>,
     guard: Guard,
     last_active: BTreeMap<ValidatorIndex, View>,
-    reported: BTreeSet<(ValidatorIndex, View)>,
     /// The view moved on and its start (timers, proposal) is still to do.
     pending_enter: bool,
     out: Vec<Action>,
@@ -196,20 +204,27 @@ impl Engine {
             latest_finalization: None,
             nullified_streak: 0,
             rounds: BTreeMap::new(),
-            guard: Guard::from_votes(recovered.signed.iter().cloned()),
+            guard: Guard::default(),
             last_active: BTreeMap::new(),
-            reported: BTreeSet::new(),
             pending_enter: false,
             out: Vec::new(),
         };
-        if let Some(f) = recovered.finalization {
+        let epoch = e.set.epoch;
+        if let Some(f) = recovered.finalization.filter(|f| f.vote.epoch() == epoch) {
             e.on_finalization(f);
         }
         // Our own persisted votes count as received (they may never have
-        // been sent; Start sends those of the current view again).
-        for v in recovered.signed {
+        // been sent; Start sends them again). Other epochs' are not ours here.
+        e.guard = Guard::from_votes(
+            recovered
+                .signed
+                .iter()
+                .filter(|v| v.vote.epoch() == epoch)
+                .cloned(),
+        );
+        for v in recovered.signed.iter().filter(|v| v.vote.epoch() == epoch) {
             if v.vote.view() > e.last_finalized {
-                e.on_vote(&v, false);
+                e.on_vote(v, false);
             }
         }
         e.out.clear();
@@ -243,7 +258,21 @@ impl Engine {
             Input::Start => {
                 if !self.started {
                     self.started = true;
+                    // Votes persisted before a restart may never have been
+                    // sent: send them all (those of the current view are
+                    // sent by enter_view).
+                    let view = self.view;
+                    let earlier: Vec<SignedVote> = self
+                        .guard
+                        .all()
+                        .filter(|v| v.vote.view() > self.last_finalized && v.vote.view() < view)
+                        .cloned()
+                        .collect();
+                    for v in earlier {
+                        self.out.push(Action::Broadcast(Message::Vote(v)));
+                    }
                     self.enter_view(app);
+                    self.progress(app);
                 }
             }
             Input::Message(Message::Vote(v)) => {
@@ -255,7 +284,9 @@ impl Engine {
                 }
             }
             Input::Message(Message::Certificate(c)) => {
-                if self.accept_view(c.view())
+                let in_window = self.accept_view(c.view())
+                    || (c.kind() == VoteKind::Finalize && c.view() > self.last_finalized);
+                if in_window
                     && !self.has_certificate(&c)
                     && c.verify(&self.set, &self.cfg.namespace).is_ok()
                 {
@@ -295,13 +326,20 @@ impl Engine {
         if earlier.iter().any(|e| e.vote == sv.vote) {
             return;
         }
+        // One vote of each kind per signer and view is counted; a second,
+        // different one is equivocation: reported once, then dropped, so a
+        // byzantine signer cannot make us store unbounded votes.
         if let Some(first) = earlier.iter().find(|e| e.vote.conflicts_with(&sv.vote)) {
-            if self.reported.insert((signer, view)) {
+            if round.reported.insert(signer) {
                 self.out.push(Action::Evidence(Evidence {
                     first: first.clone(),
                     second: sv.clone(),
                 }));
             }
+            return;
+        }
+        if earlier.iter().any(|e| e.vote.kind() == sv.vote.kind()) {
+            return;
         }
         earlier.push(sv.clone());
         match &sv.vote {
@@ -559,11 +597,18 @@ impl Engine {
                 for v in earlier {
                     self.out.push(Action::Broadcast(Message::Vote(v)));
                 }
-                if let Some(r) = self.rounds.get(&(view - 1)) {
-                    let cert = r.notarization.clone().or_else(|| r.nullification.clone());
-                    if let Some(c) = cert {
-                        self.out.push(Action::Broadcast(Message::Certificate(c)));
-                    }
+                // Every certificate since the last finalization, newest
+                // first: a peer that lost one cannot check proposals whose
+                // ancestry runs through it.
+                let certs: Vec<Certificate> = self
+                    .rounds
+                    .range(self.last_finalized + 1..view)
+                    .rev()
+                    .filter_map(|(_, r)| r.notarization.clone().or_else(|| r.nullification.clone()))
+                    .take(MAX_REBROADCAST_CERTIFICATES)
+                    .collect();
+                for c in certs {
+                    self.out.push(Action::Broadcast(Message::Certificate(c)));
                 }
                 if let Some(f) = self.latest_finalization.clone() {
                     self.out.push(Action::Broadcast(Message::Certificate(f)));
@@ -614,9 +659,20 @@ impl Engine {
             return; // proposed (or gave up) before a restart; Start resent it
         }
         let Some((parent_view, parent, parent_height)) = self.parent_for(view) else {
+            // A certificate on the way to the parent is missing: try again.
+            self.out.push(Action::ScheduleTimer {
+                view,
+                timer: Timer::Propose,
+                after_ms: self.cfg.propose_retry_ms.max(1),
+            });
             return;
         };
         let Some(payload) = app.propose(view, parent, parent_height) else {
+            self.out.push(Action::ScheduleTimer {
+                view,
+                timer: Timer::Propose,
+                after_ms: self.cfg.propose_retry_ms.max(1),
+            });
             return;
         };
         let p = Proposal {

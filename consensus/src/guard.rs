@@ -64,6 +64,11 @@ impl Guard {
         }
     }
 
+    /// Every recorded vote, by view.
+    pub fn all(&self) -> impl Iterator<Item = &SignedVote> {
+        self.signed.values().flatten()
+    }
+
     pub fn votes_in(&self, view: View) -> &[SignedVote] {
         self.signed.get(&view).map_or(&[], Vec::as_slice)
     }

@@ -419,6 +419,8 @@ fn conflicting_votes_become_evidence_once() {
     let p = proposal(1);
     let mut q = p.clone();
     q.payload = Hash([3; 32]);
+    let mut third = p.clone();
+    third.payload = Hash([5; 32]);
     let mut app = ScriptedApp {
         valid: true,
         verified: vec![],
@@ -432,6 +434,8 @@ fn conflicting_votes_become_evidence_once() {
             step(Input::Start, &["timer View v1 1000"], 1),
             step(vote_msg(x, Vote::Notarize(p)), &[], 1),
             step(vote_msg(x, Vote::Notarize(q.clone())), &[&evidence], 1),
+            // Further conflicting votes are dropped: no new evidence, no growth.
+            step(vote_msg(x, Vote::Notarize(third)), &[], 1),
             step(vote_msg(x, Vote::Finalize(q)), &[], 1),
         ],
     );
@@ -530,4 +534,42 @@ fn a_proposal_waits_for_its_parent_certificates() {
     assert!(got.contains(&"persist notarize v3".to_string()), "{got:?}");
     assert_eq!(e.view(), 3);
     assert_eq!(app.verified, vec![p]);
+}
+
+#[test]
+fn recovered_data_of_another_epoch_is_ignored() {
+    let me = others(leader(1))[0];
+    // A finalization and a vote of epoch 7, as a node would hold just
+    // after an epoch change.
+    let mut old = proposal(50_000);
+    old.epoch = 7;
+    let sigs: Vec<_> = (0..3)
+        .map(|i| (i as u32, signed(i, Vote::Finalize(old.clone())).signature))
+        .collect();
+    let recovered = Recovered {
+        signed: vec![signed(me, Vote::Nullify { epoch: 7, view: 1 })],
+        finalization: Some(Certificate {
+            vote: Vote::Finalize(old),
+            signatures: sigs,
+        }),
+    };
+    let mut e = engine(me, recovered);
+    let mut app = ScriptedApp {
+        valid: true,
+        verified: vec![],
+    };
+    let got: Vec<String> = e
+        .handle(Input::Start, &mut app)
+        .iter()
+        .map(describe)
+        .collect();
+    assert_eq!(got, vec!["timer View v1 1000".to_string()]);
+    assert_eq!((e.view(), e.last_finalized()), (1, 0));
+    // It still votes in view 1 of its own epoch.
+    let got: Vec<String> = e
+        .handle(vote_msg(leader(1), Vote::Notarize(proposal(1))), &mut app)
+        .iter()
+        .map(describe)
+        .collect();
+    assert!(got.contains(&"persist notarize v1".to_string()), "{got:?}");
 }

@@ -100,7 +100,7 @@ fn main() {
         }],
     };
     let dir = tempfile::tempdir().unwrap();
-    let mut ledger = Ledger::init(&dir.path().join("db"), &genesis).unwrap();
+    let ledger = Ledger::init(&dir.path().join("db"), &genesis).unwrap();
     let chain_id = ledger.chain_id().clone();
 
     println!(

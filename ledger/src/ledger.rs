@@ -2,6 +2,7 @@
 //! block building and checking on top of it, and read access for queries.
 
 use std::path::Path;
+use std::sync::RwLock;
 
 use sou_types::asset::NATIVE;
 use sou_types::{
@@ -49,13 +50,14 @@ pub struct GenesisState {
     pub validators: Vec<GenesisValidator>,
 }
 
+/// The ledger: shared by the node's tasks (`&self` everywhere; commits are
+/// serialised by the caller, which is the one consensus driver).
 #[derive(Debug)]
 pub struct Ledger {
     store: Store,
     chain_id: ChainId,
     params: Params,
-    tip: Tip,
-    tip_header: BlockHeader,
+    tip: RwLock<(Tip, BlockHeader)>,
 }
 
 fn genesis_err(msg: impl Into<String>) -> Error {
@@ -147,7 +149,7 @@ impl Ledger {
         let store = Store::open(path)?;
         let executed = genesis_block(genesis)?;
         match store.tip()? {
-            None => store.commit(&executed)?,
+            None => store.commit(&executed, None)?,
             Some(_) => {
                 let ours = executed.block.hash();
                 let theirs = store.header(0)?.map(|h| h.hash());
@@ -178,8 +180,7 @@ impl Ledger {
             chain_id: tip_header.chain_id.clone(),
             store,
             params,
-            tip,
-            tip_header,
+            tip: RwLock::new((tip, tip_header)),
         })
     }
 
@@ -187,12 +188,20 @@ impl Ledger {
         &self.store
     }
 
-    pub fn tip(&self) -> Tip {
+    fn read_tip(&self) -> std::sync::RwLockReadGuard<'_, (Tip, BlockHeader)> {
+        // A panic while holding the lock cannot leave the pair inconsistent:
+        // it is replaced whole.
         self.tip
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    pub fn tip_header(&self) -> &BlockHeader {
-        &self.tip_header
+    pub fn tip(&self) -> Tip {
+        self.read_tip().0
+    }
+
+    pub fn tip_header(&self) -> BlockHeader {
+        self.read_tip().1.clone()
     }
 
     pub fn params(&self) -> &Params {
@@ -209,10 +218,11 @@ impl Ledger {
         proposer: Address,
         timestamp_ms: u64,
     ) -> Result<BlockExecutor<'_, Store>> {
+        let tip = self.tip();
         let ctx = BlockContext {
             chain_id: self.chain_id.clone(),
-            height: self.tip.height + 1,
-            parent: self.tip.hash,
+            height: tip.height + 1,
+            parent: tip.hash,
             proposer,
             timestamp_ms,
         };
@@ -228,8 +238,8 @@ impl Ledger {
         timestamp_ms: u64,
         verified: &dyn Fn(&TxHash) -> bool,
     ) -> Result<(ExecutedBlock, Applied)> {
-        let mut exec =
-            self.begin_block(proposer, timestamp_ms.max(self.tip_header.timestamp_ms))?;
+        let parent_time = self.read_tip().1.timestamp_ms;
+        let mut exec = self.begin_block(proposer, timestamp_ms.max(parent_time))?;
         let applied = exec.apply(txs, verified, OnInvalid::Skip)?;
         Ok((exec.finish()?, applied))
     }
@@ -247,10 +257,14 @@ impl Ledger {
             height: h.height,
             reason,
         };
-        if h.height != self.tip.height + 1 || h.parent != self.tip.hash {
+        let (tip, parent_time) = {
+            let t = self.read_tip();
+            (t.0, t.1.timestamp_ms)
+        };
+        if h.height != tip.height + 1 || h.parent != tip.hash {
             return Err(invalid(format!(
                 "does not extend the tip {} at height {}",
-                self.tip.hash, self.tip.height
+                tip.hash, tip.height
             )));
         }
         if h.chain_id != self.chain_id {
@@ -259,7 +273,7 @@ impl Ledger {
                 h.chain_id, self.chain_id
             )));
         }
-        if h.timestamp_ms < self.tip_header.timestamp_ms {
+        if h.timestamp_ms < parent_time {
             return Err(invalid("timestamp is before the parent's".into()));
         }
         let mut exec = self.begin_block(h.proposer, h.timestamp_ms)?;
@@ -283,13 +297,29 @@ impl Ledger {
     }
 
     /// Commits an executed block (see [`Store::commit`]) and moves the tip.
-    pub fn commit(&mut self, executed: &ExecutedBlock) -> Result<()> {
-        self.store.commit(executed)?;
-        self.tip = Tip {
-            height: executed.block.height(),
-            hash: executed.block.hash(),
-        };
-        self.tip_header = executed.block.header.clone();
+    pub fn commit(&self, executed: &ExecutedBlock) -> Result<()> {
+        self.commit_with_finality(executed, None)
+    }
+
+    /// Commits an executed block with the proof of its finality (opaque
+    /// bytes to the ledger: consensus's certificate), in the same batch.
+    pub fn commit_with_finality(
+        &self,
+        executed: &ExecutedBlock,
+        finality: Option<&[u8]>,
+    ) -> Result<()> {
+        let mut tip = self
+            .tip
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.store.commit(executed, finality)?;
+        *tip = (
+            Tip {
+                height: executed.block.height(),
+                hash: executed.block.hash(),
+            },
+            executed.block.header.clone(),
+        );
         Ok(())
     }
 
@@ -325,6 +355,6 @@ impl Ledger {
 
     /// The state root of the committed tip.
     pub fn state_root(&self) -> Hash {
-        self.tip_header.state_root
+        self.read_tip().1.state_root
     }
 }

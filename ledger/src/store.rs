@@ -9,6 +9,7 @@
 //! | `address_history` | address ‖ !height BE ‖ !index BE     | tx hash                    |
 //! | `state`           | [`StateKey::encode`]                 | the record, borsh          |
 //! | `meta`            | `tip`, `lthash`                      | tip height and hash, LtHash |
+//! | `finality`        | height (u64 BE)                      | the proof the block is final (consensus's certificate, opaque here) |
 //!
 //! Big-endian heights make RocksDB's byte order the chain's order; address
 //! history stores them inverted, so "newest first" is a forward scan of the
@@ -42,7 +43,9 @@ const CF_TRANSACTIONS: &str = "transactions";
 const CF_HISTORY: &str = "address_history";
 const CF_STATE: &str = "state";
 const CF_META: &str = "meta";
-const ALL_CFS: [&str; 6] = [
+const CF_FINALITY: &str = "finality";
+const ALL_CFS: [&str; 7] = [
+    CF_FINALITY,
     CF_BLOCKS,
     CF_BLOCK_HASHES,
     CF_TRANSACTIONS,
@@ -200,7 +203,7 @@ impl Store {
 
     /// Commits an executed block and everything it changed in one atomic,
     /// fsynced write batch: after a crash either all of it is there or none.
-    pub fn commit(&self, executed: &ExecutedBlock) -> Result<()> {
+    pub fn commit(&self, executed: &ExecutedBlock, finality: Option<&[u8]>) -> Result<()> {
         let block = &executed.block;
         let height = block.height();
         let hash = block.hash();
@@ -223,6 +226,9 @@ impl Store {
         };
         batch.put_cf(self.cf(CF_BLOCKS)?, hb, encode(&stored));
         batch.put_cf(self.cf(CF_BLOCK_HASHES)?, hash.0, hb);
+        if let Some(proof) = finality {
+            batch.put_cf(self.cf(CF_FINALITY)?, hb, proof);
+        }
         let cf_tx = self.cf(CF_TRANSACTIONS)?;
         let cf_hist = self.cf(CF_HISTORY)?;
         let mut records: Vec<([u8; 32], Vec<u8>)> = Vec::with_capacity(block.transactions.len());
@@ -304,6 +310,13 @@ impl Store {
             header: stored.header,
             transactions,
         }))
+    }
+
+    /// The proof of finality stored with the block at `height`.
+    pub fn finality(&self, height: u64) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .db
+            .get_cf(self.cf(CF_FINALITY)?, height.to_be_bytes())?)
     }
 
     /// The transaction hashes of the block at `height`.

@@ -132,7 +132,7 @@ fn block_limits_leave_the_rest_for_later() {
 #[test]
 fn another_node_executes_the_block_to_the_same_state_root() {
     let mut a = chain(3);
-    let mut b = chain(3);
+    let b = chain(3);
     for round in 0..3u64 {
         let txs: Vec<_> = (0..3)
             .map(|i| {

@@ -176,7 +176,7 @@ proptest! {
     #[test]
     fn random_blocks_conserve_supply_and_agree_on_roots(blocks in prop::collection::vec(prop::collection::vec(op(), 0..8), 1..7)) {
         let mut a = chain(USERS);
-        let mut b = chain(USERS);
+        let b = chain(USERS);
         let mut all = Vec::new();
         for ops in &blocks {
             let txs = sign_block(&a, ops);
