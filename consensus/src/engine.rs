@@ -180,7 +180,8 @@ impl Engine {
     /// An engine for `set`'s epoch, building on the block `genesis` (at
     /// `genesis_height`; view 0). After a restart, pass what was persisted
     /// in `recovered`, replay the message log as [`Input::Message`]s, then
-    /// send [`Input::Start`].
+    /// send [`Input::Start`]. A finalization that the recovered votes
+    /// complete is reported by the first call to [`Engine::handle`].
     pub fn new(
         cfg: Config,
         key: Keypair,
@@ -227,7 +228,10 @@ impl Engine {
                 e.on_vote(v, false);
             }
         }
-        e.out.clear();
+        // Actions found while recovering (a finalization formed by our own
+        // persisted votes, evidence) are returned by the first `handle`.
+        e.out
+            .retain(|a| matches!(a, Action::Finalized(_) | Action::Evidence(_)));
         e
     }
 

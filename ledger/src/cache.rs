@@ -308,6 +308,17 @@ impl<'a, R: StateReader> StateCache<'a, R> {
         self.put(StateKey::Candidates, Some(StateValue::Candidates(c)))
     }
 
+    pub fn asset_list(&mut self) -> Result<Vec<Symbol>> {
+        match self.get(&StateKey::AssetList)? {
+            Some(StateValue::AssetList(l)) => Ok(l.clone()),
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    pub fn set_asset_list(&mut self, l: Vec<Symbol>) -> Result<()> {
+        self.put(StateKey::AssetList, Some(StateValue::AssetList(l)))
+    }
+
     pub fn evidence_height(&mut self, h: &Hash) -> Result<Option<u64>> {
         match self.get(&StateKey::Evidence(*h))? {
             Some(StateValue::Evidence(height)) => Ok(Some(*height)),

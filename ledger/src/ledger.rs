@@ -126,6 +126,7 @@ fn genesis_block(g: &GenesisState) -> Result<ExecutedBlock> {
             minters,
         })?;
     }
+    exec.cache.set_asset_list(seen.iter().copied().collect())?;
     if !seen.contains(&NATIVE) {
         return Err(genesis_err("the native asset SOU is missing"));
     }
@@ -347,6 +348,16 @@ impl Ledger {
 
     pub fn validator_set(&self, epoch: u64) -> Result<Option<ValidatorSet>> {
         self.reader().validator_set(epoch)
+    }
+
+    /// Every asset's symbol, sorted.
+    pub fn asset_symbols(&self) -> Result<Vec<Symbol>> {
+        self.reader().asset_list()
+    }
+
+    /// The unbonding entries held with `validator`.
+    pub fn unbonding(&self, validator: &Address) -> Result<Vec<crate::state::UnbondingEntry>> {
+        self.reader().unbonding(validator)
     }
 
     pub fn candidates(&self) -> Result<Vec<Address>> {

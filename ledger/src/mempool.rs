@@ -383,6 +383,19 @@ impl Mempool {
         }
     }
 
+    /// Drops transactions (for example ones a proposal found invalid).
+    pub fn remove(&mut self, hashes: &[TxHash]) {
+        for h in hashes {
+            if let Some(e) = self.entries.remove(h) {
+                self.bytes -= e.len;
+                if let Some(q) = self.senders.get_mut(&e.tx.tx.sender) {
+                    q.by_nonce.remove(&e.tx.tx.nonce);
+                }
+            }
+        }
+        self.senders.retain(|_, q| !q.by_nonce.is_empty());
+    }
+
     /// After a block is committed: drops the transactions it included and
     /// any others made stale (used nonces, expired), and refreshes the
     /// senders' nonces.

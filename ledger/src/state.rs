@@ -43,6 +43,8 @@ pub enum StateKey {
     Candidates,
     /// Evidence already used to slash, by its hash.
     Evidence(Hash),
+    /// Every asset's symbol, sorted.
+    AssetList,
 }
 
 /// Every encoded state key is at least this long (short ones are padded with
@@ -84,6 +86,7 @@ impl StateKey {
                 k.push(8);
                 k.extend_from_slice(&h.0);
             }
+            StateKey::AssetList => k.push(9),
         }
         if k.len() < STATE_KEY_MIN_BYTES {
             k.resize(STATE_KEY_MIN_BYTES, 0);
@@ -266,6 +269,7 @@ pub enum StateValue {
     ValidatorSet(ValidatorSet),
     Candidates(Vec<Address>),
     Evidence(u64),
+    AssetList(Vec<Symbol>),
 }
 
 impl StateValue {
@@ -280,6 +284,7 @@ impl StateValue {
             StateValue::ValidatorSet(v) => borsh::to_vec(v),
             StateValue::Candidates(v) => borsh::to_vec(v),
             StateValue::Evidence(v) => borsh::to_vec(v),
+            StateValue::AssetList(v) => borsh::to_vec(v),
         };
         r.unwrap_or_else(|e| unreachable!("borsh encoding into a Vec failed: {e}"))
     }
@@ -296,6 +301,7 @@ impl StateValue {
             StateKey::ValidatorSet(_) => StateValue::ValidatorSet(borsh::from_slice(bytes)?),
             StateKey::Candidates => StateValue::Candidates(borsh::from_slice(bytes)?),
             StateKey::Evidence(_) => StateValue::Evidence(borsh::from_slice(bytes)?),
+            StateKey::AssetList => StateValue::AssetList(borsh::from_slice(bytes)?),
         })
     }
 }

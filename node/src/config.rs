@@ -1,6 +1,7 @@
 //! The node's configuration: `config.toml` in the node home. Every limit
 //! has a default; a file may set any subset of them.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -18,7 +19,37 @@ pub struct NodeConfig {
     pub genesis_file: PathBuf,
     /// This node's consensus key, relative to the home.
     pub validator_key_file: PathBuf,
+    /// The consensus write-ahead log (signed votes, received messages).
+    pub consensus_wal_file: PathBuf,
+    pub rpc: RpcSection,
+    pub metrics: MetricsSection,
     pub mempool: MempoolSection,
+    pub block: BlockSection,
+    pub consensus: ConsensusSection,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RpcSection {
+    /// JSON-RPC over HTTP and WebSocket.
+    pub listen: SocketAddr,
+    pub max_request_body_bytes: u32,
+    pub max_response_body_bytes: u32,
+    pub max_connections: u32,
+    /// Most calls in one batch request.
+    pub max_batch_len: u32,
+    pub max_subscriptions_per_connection: u32,
+    /// Longest wait `tx_sendAndWait` allows.
+    pub max_wait_ms: u64,
+    /// Most items a list call returns.
+    pub max_page_len: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Prometheus metrics on `http://<listen>/metrics`.
+    pub listen: SocketAddr,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,6 +63,71 @@ pub struct MempoolSection {
     pub max_txs_per_sender: usize,
     /// How far past an account's next nonce a transaction may be.
     pub nonce_window: u64,
+    /// Largest transaction admitted, in bytes (at most the chain's limit).
+    pub max_tx_bytes: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BlockSection {
+    /// Most transactions in a block this node proposes (at most the chain's limit).
+    pub max_txs: u32,
+    /// Most bytes of transactions in a block this node proposes.
+    pub max_bytes: u64,
+    /// With an empty mempool, propose an empty block at most this often.
+    pub empty_block_interval_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsensusSection {
+    /// Wait this long in a view for a notarization before nullifying it.
+    pub view_timeout_ms: u64,
+    /// Cap of the timeout's back-off after failed views.
+    pub max_view_timeout_ms: u64,
+    /// A leader waits this long after entering its view before proposing.
+    pub propose_delay_ms: u64,
+    /// Compact the consensus log after this many finalized blocks.
+    pub wal_compact_every_blocks: u64,
+}
+
+impl Default for RpcSection {
+    fn default() -> Self {
+        let d = sou_rpc::RpcConfig::default();
+        RpcSection {
+            listen: d.listen,
+            max_request_body_bytes: d.max_request_body_bytes,
+            max_response_body_bytes: d.max_response_body_bytes,
+            max_connections: d.max_connections,
+            max_batch_len: d.max_batch_len,
+            max_subscriptions_per_connection: d.max_subscriptions_per_connection,
+            max_wait_ms: d.max_wait_ms,
+            max_page_len: d.max_page_len,
+        }
+    }
+}
+
+impl RpcSection {
+    pub fn to_rpc_config(&self) -> sou_rpc::RpcConfig {
+        sou_rpc::RpcConfig {
+            listen: self.listen,
+            max_request_body_bytes: self.max_request_body_bytes,
+            max_response_body_bytes: self.max_response_body_bytes,
+            max_connections: self.max_connections,
+            max_batch_len: self.max_batch_len,
+            max_subscriptions_per_connection: self.max_subscriptions_per_connection,
+            max_wait_ms: self.max_wait_ms,
+            max_page_len: self.max_page_len,
+        }
+    }
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        MetricsSection {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9615)),
+        }
+    }
 }
 
 impl Default for MempoolSection {
@@ -42,6 +138,7 @@ impl Default for MempoolSection {
             max_bytes: d.max_bytes,
             max_txs_per_sender: d.max_txs_per_sender,
             nonce_window: d.nonce_window,
+            max_tx_bytes: 16 * 1024,
         }
     }
 }
@@ -57,13 +154,39 @@ impl From<&MempoolSection> for MempoolConfig {
     }
 }
 
+impl Default for BlockSection {
+    fn default() -> Self {
+        BlockSection {
+            max_txs: 20_000,
+            max_bytes: 8 * 1024 * 1024,
+            empty_block_interval_ms: 1_000,
+        }
+    }
+}
+
+impl Default for ConsensusSection {
+    fn default() -> Self {
+        ConsensusSection {
+            view_timeout_ms: 2_000,
+            max_view_timeout_ms: 16_000,
+            propose_delay_ms: 0,
+            wal_compact_every_blocks: 500,
+        }
+    }
+}
+
 impl Default for NodeConfig {
     fn default() -> Self {
         NodeConfig {
             data_dir: "data".into(),
             genesis_file: "genesis.json".into(),
             validator_key_file: "keys/validator.json".into(),
+            consensus_wal_file: "consensus.wal".into(),
+            rpc: RpcSection::default(),
+            metrics: MetricsSection::default(),
             mempool: MempoolSection::default(),
+            block: BlockSection::default(),
+            consensus: ConsensusSection::default(),
         }
     }
 }

@@ -3,6 +3,9 @@
 //! running node (consensus, RPC, networking) arrives with later work.
 
 mod config;
+mod metrics;
+mod node;
+mod wal;
 
 use std::path::{Path, PathBuf};
 
@@ -30,6 +33,11 @@ struct Cli {
 enum Command {
     /// Create a node home: config, chain spec, keys, and the genesis state.
     Init(InitArgs),
+    /// Run the node in a home created by `sou init` (until SIGINT or SIGTERM).
+    Start {
+        #[arg(long)]
+        home: PathBuf,
+    },
     /// Create and inspect key files.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -93,6 +101,12 @@ fn main() {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Init(args) => init(&args),
+        Command::Start { home } => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(node::start(&home))
+        }
         Command::Keys(KeysCommand::New { out }) => {
             let key = Keypair::generate()?;
             KeyFile::write(&out, &key)?;

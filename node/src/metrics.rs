@@ -1,0 +1,167 @@
+//! Prometheus metrics (prometheus-client), served as OpenMetrics text on
+//! `GET /metrics` by a small HTTP responder of its own.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: String,
+}
+
+#[derive(Debug)]
+pub struct Metrics {
+    pub registry: Registry,
+    pub latest_height: Gauge,
+    pub finalized_height: Gauge,
+    pub view: Gauge,
+    pub block_interval_seconds: Histogram,
+    pub transactions_finalized: Counter,
+    pub transactions_per_block: Histogram,
+    pub mempool_transactions: Gauge,
+    pub mempool_bytes: Gauge,
+    pub transactions_rejected: Family<ReasonLabel, Counter>,
+    pub consensus_timeouts: Counter,
+    pub block_execution_seconds: Histogram,
+    pub block_commit_seconds: Histogram,
+    pub evidence: Counter<u64, AtomicU64>,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("sou");
+        let m = Metrics {
+            latest_height: Gauge::default(),
+            finalized_height: Gauge::default(),
+            view: Gauge::default(),
+            block_interval_seconds: Histogram::new(exponential_buckets(0.01, 2.0, 12)),
+            transactions_finalized: Counter::default(),
+            transactions_per_block: Histogram::new(exponential_buckets(1.0, 4.0, 10)),
+            mempool_transactions: Gauge::default(),
+            mempool_bytes: Gauge::default(),
+            transactions_rejected: Family::default(),
+            consensus_timeouts: Counter::default(),
+            block_execution_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
+            block_commit_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
+            evidence: Counter::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "latest_height",
+            "Height of the latest block",
+            m.latest_height.clone(),
+        );
+        registry.register(
+            "finalized_height",
+            "Height of the latest finalized block",
+            m.finalized_height.clone(),
+        );
+        registry.register("consensus_view", "Current consensus view", m.view.clone());
+        registry.register(
+            "block_interval_seconds",
+            "Time between consecutive finalized blocks",
+            m.block_interval_seconds.clone(),
+        );
+        registry.register(
+            "transactions_finalized",
+            "Transactions in finalized blocks",
+            m.transactions_finalized.clone(),
+        );
+        registry.register(
+            "transactions_per_block",
+            "Transactions per finalized block",
+            m.transactions_per_block.clone(),
+        );
+        registry.register(
+            "mempool_transactions",
+            "Transactions in the mempool",
+            m.mempool_transactions.clone(),
+        );
+        registry.register(
+            "mempool_bytes",
+            "Bytes of transactions in the mempool",
+            m.mempool_bytes.clone(),
+        );
+        registry.register(
+            "transactions_rejected",
+            "Transactions refused on admission, by reason",
+            m.transactions_rejected.clone(),
+        );
+        registry.register(
+            "consensus_timeouts",
+            "Consensus view timeouts",
+            m.consensus_timeouts.clone(),
+        );
+        registry.register(
+            "block_execution_seconds",
+            "Time to execute a block",
+            m.block_execution_seconds.clone(),
+        );
+        registry.register(
+            "block_commit_seconds",
+            "Time to commit a block to RocksDB",
+            m.block_commit_seconds.clone(),
+        );
+        registry.register(
+            "evidence",
+            "Equivocation evidence observed",
+            m.evidence.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// Largest request the metrics endpoint reads.
+const MAX_REQUEST_BYTES: usize = 8 * 1024;
+
+/// Serves `GET /metrics` until the task is dropped.
+pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; MAX_REQUEST_BYTES];
+            let read =
+                tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buf))
+                    .await;
+            let Ok(Ok(n)) = read else { return };
+            let request = String::from_utf8_lossy(&buf[..n]);
+            let response = if request.starts_with("GET /metrics ")
+                || request.starts_with("GET /metrics?")
+            {
+                let body = metrics.encode();
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+            } else {
+                let body = "only GET /metrics is served here\n";
+                format!(
+                    "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+            };
+            let _ = stream.write_all(response.as_bytes()).await;
+            let _ = stream.shutdown().await;
+        });
+    }
+}
