@@ -5,14 +5,16 @@
 mod config;
 mod metrics;
 mod node;
+mod testnet;
 mod wal;
+mod wallet;
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use sou_genesis::testnet::{STABLECOIN, STABLECOIN_DECIMALS};
-use sou_genesis::{testnet, ChainSpec, KeyFile, TestnetOptions};
+use sou_genesis::{ChainSpec, KeyFile, TestnetOptions};
 use sou_ledger::Ledger;
 use sou_types::Keypair;
 
@@ -41,6 +43,21 @@ enum Command {
     /// Create and inspect key files.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// A wallet that talks to a node over JSON-RPC.
+    Wallet {
+        /// The node's JSON-RPC address.
+        #[arg(
+            long,
+            env = "SOU_RPC",
+            default_value = "http://127.0.0.1:8545",
+            global = true
+        )]
+        rpc: String,
+        #[command(subcommand)]
+        command: wallet::WalletCommand,
+    },
+    /// Start a local testnet (validator processes, funded dev accounts).
+    Testnet(testnet::TestnetArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -107,6 +124,18 @@ fn run(cli: Cli) -> Result<()> {
                 .build()?;
             rt.block_on(node::start(&home))
         }
+        Command::Wallet { rpc, command } => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(wallet::run(&rpc, command))
+        }
+        Command::Testnet(args) => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(testnet::run(args))
+        }
         Command::Keys(KeysCommand::New { out }) => {
             let key = Keypair::generate()?;
             KeyFile::write(&out, &key)?;
@@ -153,7 +182,7 @@ fn init(args: &InitArgs) -> Result<()> {
             spec
         }
         None => {
-            let net = testnet(&TestnetOptions {
+            let net = sou_genesis::testnet(&TestnetOptions {
                 chain_id: args.chain_id.clone(),
                 seed: args.seed,
                 validators: 1,

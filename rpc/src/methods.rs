@@ -136,6 +136,32 @@ fn account(ctx: &Ctx, address: &Address) -> RpcResult<Value> {
     }))
 }
 
+/// `max_block_txs` -> `maxBlockTxs`, for the keys of a JSON object.
+fn camel_case_keys(v: Value) -> Value {
+    match v {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| {
+                    let mut out = String::with_capacity(k.len());
+                    let mut upper = false;
+                    for c in k.chars() {
+                        if c == '_' {
+                            upper = true;
+                        } else if upper {
+                            out.extend(c.to_uppercase());
+                            upper = false;
+                        } else {
+                            out.push(c);
+                        }
+                    }
+                    (out, v)
+                })
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
 /// Builds the RPC module over `backend`.
 pub fn module(backend: Arc<dyn Backend>, cfg: RpcConfig) -> RpcModule<()> {
     let mut m = RpcModule::new(Ctx { backend, cfg });
@@ -166,7 +192,7 @@ fn register(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::RegisterMetho
 
     m.register_method("chain_getParams", |_, ctx, _| -> RpcResult<Value> {
         let ledger = ctx.ledger();
-        let mut v = serde_json::to_value(ledger.params()).map_err(internal)?;
+        let mut v = camel_case_keys(serde_json::to_value(ledger.params()).map_err(internal)?);
         v["chainId"] = json!(ledger.chain_id());
         Ok(v)
     })?;
@@ -385,8 +411,13 @@ fn register(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::RegisterMetho
             let tx = decode_raw(&raw)?;
             let hash = tx.hash();
             let mut events = ctx.backend.subscribe();
+            // Idempotent for wallets that retry: a transaction already final
+            // returns its receipt, one already pending is waited for.
+            if let Some(r) = ctx.ledger().store().receipt(&hash).map_err(internal)? {
+                return Ok(view::receipt(&r));
+            }
             match ctx.backend.submit(vec![tx]).pop() {
-                Some(Ok(_)) => {}
+                Some(Ok(_) | Err(AdmitError::Duplicate(_))) => {}
                 Some(Err(e)) => return Err(rejected(&e)),
                 None => return Err(internal("no admission result")),
             }

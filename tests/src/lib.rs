@@ -71,3 +71,225 @@ pub fn sou_err(args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// A port free on 127.0.0.1 right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A single-validator node in a temporary home, run as a real process.
+#[derive(Debug)]
+pub struct TestNode {
+    pub home: PathBuf,
+    /// `host:port` of JSON-RPC.
+    pub rpc: String,
+    /// `host:port` of the metrics endpoint.
+    pub metrics: String,
+    child: Option<std::process::Child>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestNode {
+    /// `sou init` with `accounts` dev accounts, then the config edited by
+    /// `configure` (a TOML table), on free ports.
+    pub fn init(accounts: usize, configure: impl FnOnce(&mut toml::Table)) -> TestNode {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let home = dir.path().join("node");
+        let home_s = home.to_str().expect("utf-8 path");
+        sou_ok(&[
+            "init",
+            "--home",
+            home_s,
+            "--accounts",
+            &accounts.to_string(),
+        ]);
+        let cfg_path = home.join("config.toml");
+        let mut cfg: toml::Table = std::fs::read_to_string(&cfg_path)
+            .expect("config.toml")
+            .parse()
+            .expect("config.toml parses");
+        let rpc = format!("127.0.0.1:{}", free_port());
+        let metrics = format!("127.0.0.1:{}", free_port());
+        let table = |cfg: &mut toml::Table, name: &str| -> toml::Table {
+            cfg.get(name)
+                .and_then(|v| v.as_table())
+                .cloned()
+                .unwrap_or_default()
+        };
+        let mut rpc_t = table(&mut cfg, "rpc");
+        rpc_t.insert("listen".into(), rpc.clone().into());
+        cfg.insert("rpc".into(), rpc_t.into());
+        let mut m_t = table(&mut cfg, "metrics");
+        m_t.insert("listen".into(), metrics.clone().into());
+        cfg.insert("metrics".into(), m_t.into());
+        let mut b_t = table(&mut cfg, "block");
+        b_t.insert("empty_block_interval_ms".into(), 200.into());
+        cfg.insert("block".into(), b_t.into());
+        configure(&mut cfg);
+        std::fs::write(&cfg_path, toml::to_string(&cfg).expect("config serialises"))
+            .expect("write config");
+        TestNode {
+            home,
+            rpc,
+            metrics,
+            child: None,
+            _dir: dir,
+        }
+    }
+
+    /// Starts `sou start` and waits (up to 60 s) until RPC answers.
+    pub fn start(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.home.join("node.log"))
+            .expect("node.log");
+        let child = Command::new(sou_bin())
+            .args(["start", "--home", self.home.to_str().expect("utf-8 path")])
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("starting sou");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
+            if self.call("node_status", serde_json::json!([])).is_ok() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("the node did not answer within 60 s; log:\n{}", self.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.home.join("node.log")).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(std::process::Child::id)
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then wait (up to 20 s) for a clean exit; returns the status.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        let pid = nix::unistd::Pid::from_raw(c.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(s)) = c.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = c.kill();
+        c.wait().ok()
+    }
+
+    /// A JSON-RPC call over HTTP: the result, or (code, message).
+    pub fn call(
+        &self,
+        method: &str,
+        params: serde_json::Value,
+    ) -> Result<serde_json::Value, (i64, String)> {
+        let mut body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method});
+        body["params"] = params;
+        let (status, text) =
+            http_post(&self.rpc, body.to_string().as_bytes()).map_err(|e| (0, e))?;
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| (i64::from(status), format!("bad response {text:?}: {e}")))?;
+        if let Some(err) = v.get("error") {
+            return Err((
+                err["code"].as_i64().unwrap_or(0),
+                err["message"].as_str().unwrap_or("").to_string(),
+            ));
+        }
+        Ok(v["result"].clone())
+    }
+
+    /// A call that must succeed.
+    pub fn ok(&self, method: &str, params: serde_json::Value) -> serde_json::Value {
+        self.call(method, params)
+            .unwrap_or_else(|e| panic!("{method} failed: {e:?}"))
+    }
+
+    /// Waits (up to `secs`) until the finalized height reaches `height`.
+    pub fn wait_height(&self, height: u64, secs: u64) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        while std::time::Instant::now() < deadline {
+            if let Ok(s) = self.call("node_status", serde_json::json!([])) {
+                if s["finalizedHeight"].as_u64().unwrap_or(0) >= height {
+                    return;
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("height {height} not reached within {secs} s");
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A blocking HTTP/1.1 POST of a JSON body; returns the status and body.
+pub fn http_post(addr: &str, body: &[u8]) -> Result<(u16, String), String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .map_err(|e| e.to_string())?;
+    let head = format!(
+        "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).map_err(|e| e.to_string())?;
+    // A server may answer (413) before reading a huge body: ignore write errors.
+    let _ = s.write_all(body);
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (headers, payload) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("no HTTP response: {text:?}"))?;
+    let status: u16 = headers
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("bad status line: {headers:?}"))?;
+    let chunked = headers
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    let body = if chunked {
+        dechunk(payload)
+    } else {
+        payload.to_string()
+    };
+    Ok((status, body))
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}

@@ -1,5 +1,5 @@
-//! End-to-end tests of the `sou` binary, run as a real process on real files
-//! and a real RocksDB.
+//! `sou init` and `sou keys`, run as real processes on real files and a
+//! real RocksDB.
 
 use sou_genesis::{testnet, ChainSpec, KeyFile, TestnetOptions};
 use sou_ledger::Ledger;

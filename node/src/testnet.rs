@@ -1,0 +1,298 @@
+//! `sou testnet`: a local network of validator processes with funded dev
+//! accounts, an anvil-style banner, `DIR/testnet.json` for scripts, and a
+//! clean stop on Ctrl-C.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::{json, Value};
+use sou_genesis::testnet::{STABLECOIN, STABLECOIN_DECIMALS};
+use sou_genesis::{testnet, ChainSpec, KeyFile, TestnetOptions};
+use sou_types::Amount;
+
+use crate::config::{NodeConfig, CONFIG_FILE};
+
+#[derive(clap::Args, Debug)]
+pub struct TestnetArgs {
+    /// Number of validators (one process each).
+    #[arg(long, default_value_t = 1)]
+    pub validators: usize,
+    /// Number of funded dev accounts.
+    #[arg(long, default_value_t = 10)]
+    pub accounts: usize,
+    /// Where the node homes, keys and testnet.json go.
+    #[arg(long, default_value = ".testnet")]
+    pub dir: PathBuf,
+    /// Delete an existing testnet in --dir and start afresh (otherwise it is resumed).
+    #[arg(long)]
+    pub reset: bool,
+    /// Seed the keys are derived from (public knowledge: test use only).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// RPC port of the first node; node i uses this + i.
+    #[arg(long, default_value_t = 8545)]
+    pub rpc_port: u16,
+    /// Metrics port of the first node; node i uses this + i.
+    #[arg(long, default_value_t = 9615)]
+    pub metrics_port: u16,
+    #[arg(long, default_value = "sou-devnet")]
+    pub chain_id: String,
+}
+
+struct NodeProc {
+    name: String,
+    home: PathBuf,
+    rpc: String,
+    metrics: String,
+    child: Child,
+}
+
+fn write(path: &Path, text: &str) -> Result<()> {
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d)?;
+    }
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Creates the homes and key files of a new testnet in `args.dir`.
+fn create(args: &TestnetArgs) -> Result<()> {
+    let net = testnet(&TestnetOptions {
+        chain_id: args.chain_id.clone(),
+        seed: args.seed,
+        validators: args.validators,
+        accounts: args.accounts,
+        ..TestnetOptions::default()
+    })?;
+    let spec = net.spec.to_json();
+    for (i, (operator, consensus)) in net.validators.iter().enumerate() {
+        let home = args.dir.join(format!("node{i}"));
+        let mut cfg = NodeConfig::default();
+        cfg.rpc.listen = ([127, 0, 0, 1], args.rpc_port + i as u16).into();
+        cfg.metrics.listen = ([127, 0, 0, 1], args.metrics_port + i as u16).into();
+        write(&home.join(CONFIG_FILE), &cfg.to_toml())?;
+        write(&home.join(&cfg.genesis_file), &spec)?;
+        KeyFile::write(&home.join(&cfg.validator_key_file), consensus)?;
+        KeyFile::write(&home.join("keys/operator.json"), operator)?;
+    }
+    for (i, a) in net.accounts.iter().enumerate() {
+        KeyFile::write(&args.dir.join(format!("accounts/account-{i}.json")), a)?;
+    }
+    KeyFile::write(&args.dir.join("accounts/issuer.json"), &net.issuer)?;
+    Ok(())
+}
+
+fn spawn(home: &Path) -> Result<Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(home.join("node.log"))
+        .with_context(|| format!("opening {}/node.log", home.display()))?;
+    let exe = std::env::current_exe()?;
+    Command::new(exe)
+        .arg("start")
+        .arg("--home")
+        .arg(home)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting the node in {}", home.display()))
+}
+
+fn stop(nodes: &mut [NodeProc]) {
+    for n in nodes.iter() {
+        let _ = kill(Pid::from_raw(n.child.id() as i32), Signal::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for n in nodes.iter_mut() {
+        loop {
+            match n.child.try_wait() {
+                Ok(Some(_)) | Err(_) => break,
+                Ok(None) if Instant::now() > deadline => {
+                    let _ = n.child.kill();
+                    let _ = n.child.wait();
+                    break;
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+}
+
+async fn wait_ready(rpc: &str, deadline: Instant) -> bool {
+    let Ok(client) = jsonrpsee::http_client::HttpClientBuilder::default().build(rpc) else {
+        return false;
+    };
+    while Instant::now() < deadline {
+        let r: Result<Value, _> = jsonrpsee::core::client::ClientT::request(
+            &client,
+            "node_status",
+            jsonrpsee::rpc_params![],
+        )
+        .await;
+        if r.is_ok() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+pub async fn run(args: TestnetArgs) -> Result<()> {
+    if args.validators == 0 {
+        bail!("--validators must be at least 1");
+    }
+    if args.validators > 1 {
+        bail!("--validators {}: several validators need the peer-to-peer network, which this build does not have yet; use --validators 1", args.validators);
+    }
+    if args.reset && args.dir.exists() {
+        std::fs::remove_dir_all(&args.dir)
+            .with_context(|| format!("removing {}", args.dir.display()))?;
+    }
+    let resumed = args.dir.join("node0").join(CONFIG_FILE).exists();
+    if !resumed {
+        create(&args)?;
+    }
+    let mut homes: Vec<PathBuf> = (0..)
+        .map(|i| args.dir.join(format!("node{i}")))
+        .take_while(|h| h.join(CONFIG_FILE).exists())
+        .collect();
+    homes.sort();
+    let mut nodes = Vec::new();
+    for (i, home) in homes.iter().enumerate() {
+        let cfg = NodeConfig::load(home)?;
+        let child = spawn(home)?;
+        nodes.push(NodeProc {
+            name: format!("node{i}"),
+            home: home.clone(),
+            rpc: format!("http://{}", cfg.rpc.listen),
+            metrics: format!("http://{}/metrics", cfg.metrics.listen),
+            child,
+        });
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for i in 0..nodes.len() {
+        if !wait_ready(&nodes[i].rpc, deadline).await {
+            let (name, rpc, home) = (
+                nodes[i].name.clone(),
+                nodes[i].rpc.clone(),
+                nodes[i].home.clone(),
+            );
+            stop(&mut nodes);
+            let log = std::fs::read_to_string(home.join("node.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            bail!(
+                "{name} did not answer on {rpc} within 60 s; its log ends:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+    }
+    let spec = ChainSpec::read(&homes[0].join("genesis.json"))?;
+    banner_and_file(&args, &spec, &nodes, resumed)?;
+
+    // Until Ctrl-C, SIGTERM, or a node dying.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let outcome = loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break Ok(()),
+            _ = term.recv() => break Ok(()),
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {
+                if let Some(n) = nodes.iter_mut().find_map(|n| matches!(n.child.try_wait(), Ok(Some(_))).then_some(&*n)) {
+                    break Err(anyhow::anyhow!("{} exited; see {}/node.log", n.name, n.home.display()));
+                }
+            }
+        }
+    };
+    println!("\nstopping {} node(s)...", nodes.len());
+    stop(&mut nodes);
+    outcome
+}
+
+fn banner_and_file(
+    args: &TestnetArgs,
+    spec: &ChainSpec,
+    nodes: &[NodeProc],
+    resumed: bool,
+) -> Result<()> {
+    let usdt = sou_types::Symbol::new(STABLECOIN)?;
+    let accounts: Vec<(sou_types::Keypair, PathBuf)> = (0..)
+        .map(|i| args.dir.join(format!("accounts/account-{i}.json")))
+        .take_while(|p| p.exists())
+        .map(|p| KeyFile::read(&p).map(|k| (k, p)))
+        .collect::<std::result::Result<_, _>>()?;
+    let balance = |addr: &sou_types::Address, asset: &sou_types::Symbol| {
+        spec.balances
+            .iter()
+            .find(|b| b.address == *addr && b.asset == *asset)
+            .map_or(Amount::ZERO, |b| b.amount)
+    };
+    println!();
+    println!(
+        "  Sou local testnet {}",
+        if resumed { "(resumed)" } else { "" }
+    );
+    println!("  =================");
+    println!("  chain id    {}", spec.chain_id);
+    println!("  directory   {}", args.dir.display());
+    println!();
+    println!("  Nodes");
+    for n in nodes {
+        println!(
+            "    {}  rpc {}  metrics {}  pid {}",
+            n.name,
+            n.rpc,
+            n.metrics,
+            n.child.id()
+        );
+    }
+    println!();
+    println!(
+        "  Dev accounts (keys derived from seed {}: for testing only)",
+        args.seed
+    );
+    for (i, (k, path)) in accounts.iter().enumerate() {
+        println!(
+            "    ({i}) {}  {} {STABLECOIN}, {} SOU",
+            k.address(),
+            balance(&k.address(), &usdt).to_decimal(STABLECOIN_DECIMALS),
+            balance(&k.address(), &sou_types::asset::NATIVE).to_decimal(9)
+        );
+        println!(
+            "        secret 0x{}  key {}",
+            hex::encode(k.secret_bytes()),
+            path.display()
+        );
+    }
+    if let (Some((_, from)), Some((to, _)), Some(n)) =
+        (accounts.first(), accounts.get(1), nodes.first())
+    {
+        println!();
+        println!("  Try a transfer:");
+        println!(
+            "    sou wallet --rpc {} transfer --key {} --to {} --amount 1.25",
+            n.rpc,
+            from.display(),
+            to.address()
+        );
+    }
+    println!();
+    println!("  Ctrl-C stops every node.");
+    let file = json!({
+        "chainId": spec.chain_id,
+        "nodes": nodes.iter().map(|n| json!({
+            "name": n.name, "rpc": n.rpc, "metrics": n.metrics, "home": n.home, "pid": n.child.id(),
+        })).collect::<Vec<_>>(),
+        "accounts": accounts.iter().map(|(k, p)| json!({
+            "address": k.address(), "key_file": p, "secret_key": format!("0x{}", hex::encode(k.secret_bytes())),
+        })).collect::<Vec<_>>(),
+        "issuer": {"key_file": args.dir.join("accounts/issuer.json")},
+    });
+    write(
+        &args.dir.join("testnet.json"),
+        &serde_json::to_string_pretty(&file)?,
+    )
+}
