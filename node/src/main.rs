@@ -2,6 +2,7 @@
 //! crates together; for now it creates node homes and manages keys, and the
 //! running node (consensus, RPC, networking) arrives with later work.
 
+mod bench;
 mod config;
 mod metrics;
 mod node;
@@ -58,6 +59,8 @@ enum Command {
     },
     /// Start a local testnet (validator processes, funded dev accounts).
     Testnet(testnet::TestnetArgs),
+    /// Measure finalized transfers per second and latency on a running chain.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -129,6 +132,12 @@ fn run(cli: Cli) -> Result<()> {
                 .enable_all()
                 .build()?;
             rt.block_on(wallet::run(&rpc, command))
+        }
+        Command::Bench(args) => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(bench::run(args))
         }
         Command::Testnet(args) => {
             let rt = tokio::runtime::Builder::new_current_thread()

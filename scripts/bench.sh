@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds `sou` in release, starts a fresh local
+# testnet in .bench-testnet/, runs `sou bench` against it (arguments are
+# passed on, e.g. --rate 5000 --duration 20 --out r.json), then stops it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+ensure_system_deps
+
+cargo build --release -p sou-node
+sou=target/release/sou
+dir=.bench-testnet
+rm -rf "$dir"
+"$sou" testnet --dir "$dir" --reset --validators 1 --rpc-port 18545 --metrics-port 19615 > "$dir.log" 2>&1 &
+testnet=$!
+trap 'kill -INT $testnet 2>/dev/null; wait $testnet 2>/dev/null || true' EXIT
+for _ in $(seq 1 600); do
+  [ -f "$dir/testnet.json" ] && break
+  sleep 0.1
+done
+[ -f "$dir/testnet.json" ] || { echo "the testnet did not start; see $dir.log" >&2; exit 1; }
+"$sou" bench --rpc http://127.0.0.1:18545 --funder "$dir/accounts/account-0.json" "$@"
