@@ -30,6 +30,26 @@ use crate::types::{
     ValidatorSet, View, Vote, VoteKind,
 };
 
+/// The application's answer about a proposed block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Valid,
+    Invalid,
+    /// Cannot tell yet (the block, or its parent's state, has not arrived):
+    /// ask again later; the node sends [`Input::Wake`] when something changed.
+    Later,
+}
+
+impl From<bool> for Verdict {
+    fn from(valid: bool) -> Verdict {
+        if valid {
+            Verdict::Valid
+        } else {
+            Verdict::Invalid
+        }
+    }
+}
+
 /// The application decides what a valid block is; consensus only orders
 /// digests.
 pub trait Application {
@@ -37,8 +57,9 @@ pub trait Application {
     /// digest, or `None` if it cannot now (the view will then time out).
     fn propose(&mut self, view: View, parent: Digest, parent_height: u64) -> Option<Digest>;
     /// Checks a proposed block: parent, height, proposer, timestamp,
-    /// transactions, state root. Called at most once per proposal.
-    fn verify(&mut self, proposal: &Proposal) -> bool;
+    /// transactions, state root. Called again after [`Verdict::Later`];
+    /// otherwise at most once per proposal.
+    fn verify(&mut self, proposal: &Proposal) -> Verdict;
 }
 
 /// Parameters of the engine. Times are in milliseconds of the node's clock.
@@ -98,6 +119,9 @@ pub enum Input {
     Message(Message),
     /// A timer requested by [`Action::ScheduleTimer`] fired.
     Timer { view: View, timer: Timer },
+    /// Something the application was waiting for arrived (a block body, a
+    /// committed parent): retry what waited on it.
+    Wake,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -299,6 +323,7 @@ impl Engine {
                 }
             }
             Input::Timer { view, timer } => self.on_timer(view, timer, app),
+            Input::Wake => self.progress(app),
         }
         std::mem::take(&mut self.out)
     }
@@ -719,7 +744,11 @@ impl Engine {
             Ancestry::Invalid => false,
             Ancestry::Valid => match round.verified {
                 Some(v) => v,
-                None => app.verify(&p),
+                None => match app.verify(&p) {
+                    Verdict::Valid => true,
+                    Verdict::Invalid => false,
+                    Verdict::Later => return false,
+                },
             },
         };
         if let Some(r) = self.rounds.get_mut(&view) {

@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use sou_types::{Hash, Keypair};
 
-use crate::engine::{Action, Application, Config, Engine, Input, Recovered, Timer};
+use crate::engine::{Action, Application, Config, Engine, Input, Recovered, Timer, Verdict};
 use crate::types::{
     Certificate, Digest, Evidence, Message, Proposal, SignedVote, ValidatorSet, View, Vote,
 };
@@ -176,8 +176,8 @@ impl Application for SimApp<'_> {
         Some(digest)
     }
 
-    fn verify(&mut self, p: &Proposal) -> bool {
-        self.tree.blocks.get(&p.payload) == Some(&(p.parent, p.height))
+    fn verify(&mut self, p: &Proposal) -> Verdict {
+        (self.tree.blocks.get(&p.payload) == Some(&(p.parent, p.height))).into()
     }
 }
 

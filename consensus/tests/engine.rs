@@ -18,9 +18,9 @@ impl Application for ScriptedApp {
     fn propose(&mut self, view: View, parent: Hash, _parent_height: u64) -> Option<Hash> {
         Some(block(view, parent))
     }
-    fn verify(&mut self, p: &Proposal) -> bool {
+    fn verify(&mut self, p: &Proposal) -> sou_consensus::Verdict {
         self.verified.push(p.clone());
-        self.valid
+        self.valid.into()
     }
 }
 

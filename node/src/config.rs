@@ -26,6 +26,37 @@ pub struct NodeConfig {
     pub mempool: MempoolSection,
     pub block: BlockSection,
     pub consensus: ConsensusSection,
+    pub p2p: P2pSection,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct P2pSection {
+    /// libp2p listen address.
+    pub listen: String,
+    /// Peers to stay connected to (libp2p addresses).
+    pub peers: Vec<String>,
+    /// This node's network identity (an ed25519 key file), relative to the home.
+    pub node_key_file: PathBuf,
+    /// Largest gossip message, in bytes (a full block must fit).
+    pub max_message_bytes: usize,
+    /// A peer is disconnected after this many invalid messages.
+    pub max_invalid_messages: u32,
+    /// Ask peers for missing blocks when none was committed for this long.
+    pub sync_after_idle_ms: u64,
+}
+
+impl Default for P2pSection {
+    fn default() -> Self {
+        P2pSection {
+            listen: "/ip4/127.0.0.1/tcp/26656".into(),
+            peers: Vec::new(),
+            node_key_file: "keys/node.json".into(),
+            max_message_bytes: 16 * 1024 * 1024,
+            max_invalid_messages: 20,
+            sync_after_idle_ms: 2_000,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -187,6 +218,7 @@ impl Default for NodeConfig {
             mempool: MempoolSection::default(),
             block: BlockSection::default(),
             consensus: ConsensusSection::default(),
+            p2p: P2pSection::default(),
         }
     }
 }

@@ -210,6 +210,7 @@ fn init(args: &InitArgs) -> Result<()> {
             net.spec
         }
     };
+    KeyFile::write(&home.join(&config.p2p.node_key_file), &Keypair::generate()?)?;
     write_file(&home.join(&config.genesis_file), &spec.to_json())?;
     write_file(&home.join(CONFIG_FILE), &config.to_toml())?;
     let config = NodeConfig::load(home)?;

@@ -20,11 +20,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, Context, Result};
 use sou_consensus::{
     Action, Application, Certificate, Config as EngineConfig, Digest, Engine, Input, Message,
-    Proposal, Recovered, Timer, ValidatorSet, View,
+    Proposal, Recovered, Timer, ValidatorSet, Verdict, View,
 };
 use sou_genesis::{ChainSpec, KeyFile};
 use sou_ledger::staking::epoch_of;
 use sou_ledger::{AdmitError, ExecutedBlock, Ledger, Mempool};
+use sou_p2p::{P2p, P2pConfig, SyncRequest, SyncResponse, Topic};
 use sou_rpc::{Backend, FinalizedEvent, NodeInfo};
 use sou_types::{Address, Block, Keypair, SignedTransaction, TxHash};
 use tokio::sync::broadcast;
@@ -42,6 +43,7 @@ pub struct Shared {
     pub info: Mutex<NodeInfo>,
     pub metrics: Arc<Metrics>,
     max_tx_bytes: usize,
+    p2p: Option<P2p>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -76,6 +78,16 @@ impl Backend for Shared {
                 slots.push(i);
             }
         }
+        let ok_copy = if self.p2p.is_some() {
+            ok.clone()
+        } else {
+            Vec::new()
+        };
+        let ok_copy: Vec<Option<SignedTransaction>> = if self.p2p.is_some() {
+            ok_copy.into_iter().map(Some).collect()
+        } else {
+            vec![None; ok.len()]
+        };
         let admitted = {
             let mut pool = lock(&self.mempool);
             let r = pool.admit(ok, &self.ledger);
@@ -83,8 +95,19 @@ impl Backend for Shared {
             self.metrics.mempool_bytes.set(pool.bytes() as i64);
             r
         };
-        for (slot, r) in slots.into_iter().zip(admitted) {
+        let mut admitted_txs = Vec::new();
+        for ((slot, r), tx) in slots.into_iter().zip(admitted).zip(ok_copy) {
+            if let (true, Some(tx)) = (r.is_ok(), tx) {
+                admitted_txs.push(tx);
+            }
             results[slot] = Some(r);
+        }
+        // Pass admitted transactions on to the other validators.
+        if let (Some(p2p), false) = (&self.p2p, admitted_txs.is_empty()) {
+            p2p.publish(
+                Topic::Transactions,
+                borsh::to_vec(&admitted_txs).unwrap_or_default(),
+            );
         }
         results
             .into_iter()
@@ -134,6 +157,8 @@ fn power_units(stake: sou_types::Amount) -> u64 {
 struct ChainApp<'a> {
     shared: &'a Shared,
     pending: &'a mut HashMap<Digest, ExecutedBlock>,
+    /// Block bodies received from peers, not yet executed.
+    bodies: &'a HashMap<Digest, Block>,
     blocks_to_log: &'a mut Vec<Block>,
     proposer: Address,
     cfg: &'a NodeConfig,
@@ -182,19 +207,70 @@ impl Application for ChainApp<'_> {
         Some(hash)
     }
 
-    fn verify(&mut self, p: &Proposal) -> bool {
-        // Blocks from other validators arrive with networking; until then
-        // only blocks this node built (and so executed) are known.
-        match self.pending.get(&p.payload) {
-            Some(b) => {
-                b.block.header.height == p.height
-                    && b.block.header.parent == p.parent
-                    && p.height <= self.epoch_end
+    fn verify(&mut self, p: &Proposal) -> Verdict {
+        if p.height > self.epoch_end {
+            return Verdict::Invalid;
+        }
+        if let Some(b) = self.pending.get(&p.payload) {
+            return (b.block.header.height == p.height && b.block.header.parent == p.parent).into();
+        }
+        let Some(block) = self.bodies.get(&p.payload) else {
+            return Verdict::Later; // the body has not arrived yet
+        };
+        if block.header.height != p.height || block.header.parent != p.parent {
+            return Verdict::Invalid;
+        }
+        if block.header.timestamp_ms > now_ms().saturating_add(MAX_CLOCK_DRIFT_MS) {
+            return Verdict::Invalid;
+        }
+        let ledger = &self.shared.ledger;
+        if block.header.parent != ledger.tip().hash {
+            return Verdict::Later; // the parent is notarized but not yet committed here
+        }
+        // Transactions this node admitted were verified then.
+        let verified: HashSet<TxHash> = {
+            let pool = lock(&self.shared.mempool);
+            block
+                .transactions
+                .iter()
+                .map(SignedTransaction::hash)
+                .filter(|h| pool.contains(h))
+                .collect()
+        };
+        let start = Instant::now();
+        match ledger.execute(block.clone(), &|h| verified.contains(h)) {
+            Ok(executed) => {
+                self.shared
+                    .metrics
+                    .block_execution_seconds
+                    .observe(start.elapsed().as_secs_f64());
+                self.pending.insert(p.payload, executed);
+                Verdict::Valid
             }
-            None => false,
+            Err(
+                e @ (sou_ledger::Error::InvalidBlock { .. }
+                | sou_ledger::Error::InvalidTxInBlock { .. }
+                | sou_ledger::Error::NotNext { .. }),
+            ) => {
+                warn!(error = %e, view = p.view, "invalid proposal");
+                Verdict::Invalid
+            }
+            Err(e) => {
+                warn!(error = %e, "could not check a proposal");
+                Verdict::Later
+            }
         }
     }
 }
+
+/// How far ahead of our clock a proposed block's timestamp may be.
+const MAX_CLOCK_DRIFT_MS: u64 = 10_000;
+/// Most block bodies held for proposals not yet decided.
+const MAX_HELD_BODIES: usize = 256;
+/// Most blocks in one sync response.
+const MAX_SYNC_BLOCKS: u32 = 64;
+/// Most bytes of blocks in one sync response.
+const MAX_SYNC_BYTES: usize = 32 * 1024 * 1024;
 
 /// The consensus driver and its state.
 struct Driver {
@@ -210,6 +286,13 @@ struct Driver {
     pending: HashMap<Digest, ExecutedBlock>,
     /// Blocks recovered from the WAL, to re-execute if they turn out final.
     logged_blocks: HashMap<Digest, Block>,
+    /// Block bodies from peers for proposals not yet decided.
+    bodies: HashMap<Digest, Block>,
+    p2p: Option<P2p>,
+    /// A finalized block is missing here: ask peers.
+    need_sync: bool,
+    sync_inflight: bool,
+    wake: bool,
     timers: BTreeMap<(Instant, u64), (View, Timer)>,
     timer_seq: u64,
     last_block_ms: u64,
@@ -283,11 +366,16 @@ impl Driver {
     }
 
     fn handle(&mut self, input: Input) -> Result<()> {
+        self.handle_inner(input)
+    }
+
+    fn handle_inner(&mut self, input: Input) -> Result<()> {
         let mut blocks_to_log = Vec::new();
         let actions = {
             let mut app = ChainApp {
                 shared: &self.shared,
                 pending: &mut self.pending,
+                bodies: &self.bodies,
                 blocks_to_log: &mut blocks_to_log,
                 proposer: self.proposer,
                 cfg: &self.cfg,
@@ -296,19 +384,30 @@ impl Driver {
             };
             self.engine.handle(input, &mut app)
         };
-        // Blocks first: the next vote's sync makes them durable with it.
+        // Blocks first: the next vote's sync makes them durable with it,
+        // and peers get the body before the vote that proposes it.
         for b in blocks_to_log {
+            if let Some(p2p) = &self.p2p {
+                p2p.publish(Topic::Blocks, b.encode());
+            }
             self.wal.append(&WalRecord::Block(b), false)?;
         }
-        self.perform(actions)
+        self.perform(actions)?;
+        while std::mem::take(&mut self.wake) {
+            self.handle_inner(Input::Wake)?;
+        }
+        Ok(())
     }
 
     fn perform(&mut self, actions: Vec<Action>) -> Result<()> {
         for action in actions {
             match action {
                 Action::Persist(vote) => self.wal.append(&WalRecord::Signed(vote), true)?,
-                // No peers yet: a single validator's messages go nowhere.
-                Action::Broadcast(_) => {}
+                Action::Broadcast(m) => {
+                    if let Some(p2p) = &self.p2p {
+                        p2p.publish(Topic::Consensus, borsh::to_vec(&m)?);
+                    }
+                }
                 Action::ScheduleTimer {
                     view,
                     timer,
@@ -357,10 +456,12 @@ impl Driver {
                 (e.block.header.parent, e.block.height())
             } else if let Some(b) = self.logged_blocks.get(&digest) {
                 (b.header.parent, b.height())
+            } else if let Some(b) = self.bodies.get(&digest) {
+                (b.header.parent, b.height())
             } else {
-                return Err(anyhow!(
-                    "finalized block {digest} is not known to this node"
-                ));
+                // Final elsewhere, missing here: fetch it with its proof.
+                self.need_sync = true;
+                return Ok(());
             };
             chain.push(digest);
             if height <= tip.height + 1 {
@@ -376,6 +477,7 @@ impl Driver {
                     let block = self
                         .logged_blocks
                         .remove(&digest)
+                        .or_else(|| self.bodies.remove(&digest))
                         .ok_or_else(|| anyhow!("finalized block {digest} vanished"))?;
                     ledger.execute(block, &|_| false)?
                 }
@@ -413,6 +515,9 @@ impl Driver {
         let tip_height = ledger.tip().height;
         self.pending.retain(|_, e| e.block.height() > tip_height);
         self.logged_blocks.retain(|_, b| b.height() > tip_height);
+        self.bodies.retain(|_, b| b.height() > tip_height);
+        // Proposals waiting for this parent can be checked now.
+        self.wake = true;
         if tip_height >= self.epoch_end {
             self.next_epoch()?;
         } else if self.blocks_since_compact >= self.cfg.consensus.wal_compact_every_blocks {
@@ -467,20 +572,275 @@ impl Driver {
         self.handle(Input::Start)
     }
 
-    async fn run(&mut self) -> Result<()> {
+    /// A gossip message: decode, check what is cheap, tell the network
+    /// whether to pass it on, then act on it.
+    fn on_gossip(
+        &mut self,
+        topic: Topic,
+        data: &[u8],
+        source: sou_p2p::Peer,
+        id: sou_p2p::MessageId,
+    ) -> Result<()> {
+        let Some(p2p) = self.p2p.clone() else {
+            return Ok(());
+        };
+        match topic {
+            Topic::Consensus => {
+                let Ok(m) = sou_types::codec::decode_bounded::<Message>(
+                    data,
+                    self.cfg.p2p.max_message_bytes,
+                ) else {
+                    p2p.report(id, source, false);
+                    return Ok(());
+                };
+                let ns = self.shared.ledger.chain_id().as_str().as_bytes().to_vec();
+                let set = self.engine.validator_set();
+                let valid = match &m {
+                    Message::Vote(v) => v.vote.epoch() != set.epoch || v.verify(set, &ns).is_ok(),
+                    Message::Certificate(c) => {
+                        c.vote.epoch() != set.epoch || c.verify(set, &ns).is_ok()
+                    }
+                };
+                p2p.report(id, source, valid);
+                if valid {
+                    self.wal.append(&WalRecord::Received(m.clone()), false)?;
+                    self.handle(Input::Message(m))?;
+                }
+            }
+            Topic::Blocks => {
+                let Ok(block) = Block::decode(data) else {
+                    p2p.report(id, source, false);
+                    return Ok(());
+                };
+                let valid = block.header.chain_id == *self.shared.ledger.chain_id();
+                p2p.report(id, source, valid);
+                if valid
+                    && block.height() > self.shared.ledger.tip().height
+                    && self.bodies.len() < MAX_HELD_BODIES
+                {
+                    self.bodies.insert(block.hash(), block);
+                    self.handle(Input::Wake)?;
+                }
+            }
+            Topic::Transactions => {
+                let Ok(txs) = sou_types::codec::decode_bounded::<Vec<SignedTransaction>>(
+                    data,
+                    self.cfg.p2p.max_message_bytes,
+                ) else {
+                    p2p.report(id, source, false);
+                    return Ok(());
+                };
+                let results = {
+                    let mut pool = lock(&self.shared.mempool);
+                    let r = pool.admit(txs, &self.shared.ledger);
+                    self.shared
+                        .metrics
+                        .mempool_transactions
+                        .set(pool.len() as i64);
+                    self.shared.metrics.mempool_bytes.set(pool.bytes() as i64);
+                    r
+                };
+                // A forged signature is the sender's fault; a used nonce may
+                // just be a race with a block.
+                let forged = results.iter().any(|r| {
+                    matches!(
+                        r,
+                        Err(AdmitError::Invalid(sou_ledger::InvalidTx::BadSignature))
+                    )
+                });
+                p2p.report(id, source, !forged);
+            }
+        }
+        Ok(())
+    }
+
+    fn on_sync_request(&self, request: &SyncRequest) -> SyncResponse {
+        let store = self.shared.ledger.store();
+        let tip = self.shared.ledger.tip().height;
+        let mut blocks = Vec::new();
+        let mut bytes = 0usize;
+        let last = request
+            .from
+            .saturating_add(u64::from(request.max_blocks.min(MAX_SYNC_BLOCKS)));
+        for h in request.from.max(1)..last.min(tip + 1) {
+            let (Ok(Some(b)), Ok(Some(proof))) = (store.block(h), store.finality(h)) else {
+                break;
+            };
+            let enc = b.encode();
+            bytes += enc.len() + proof.len();
+            if bytes > MAX_SYNC_BYTES && !blocks.is_empty() {
+                break;
+            }
+            blocks.push((enc, proof));
+        }
+        SyncResponse { tip, blocks }
+    }
+
+    /// Asks a peer for the finalized blocks after our tip, without waiting:
+    /// the answer comes back through `sync_tx` to the driver loop.
+    fn request_sync(&mut self, sync_tx: &tokio::sync::mpsc::Sender<Option<SyncResponse>>) {
+        let Some(p2p) = self.p2p.clone() else { return };
+        self.sync_inflight = true;
+        let request = SyncRequest {
+            from: self.shared.ledger.tip().height + 1,
+            max_blocks: MAX_SYNC_BLOCKS,
+        };
+        let tx = sync_tx.clone();
+        tokio::spawn(async move {
+            let resp = tokio::time::timeout(Duration::from_secs(3), p2p.sync(request))
+                .await
+                .ok()
+                .flatten();
+            let _ = tx.send(resp).await;
+        });
+    }
+
+    /// Checks each block of a sync answer against a finality certificate
+    /// of its epoch's validator set, then executes and commits it.
+    fn apply_sync(&mut self, resp: SyncResponse) -> Result<()> {
+        let from = self.shared.ledger.tip().height + 1;
+        if resp.tip < from {
+            self.need_sync = false;
+            return Ok(());
+        }
+        lock(&self.shared.info).syncing = true;
+        let ns = self.shared.ledger.chain_id().as_str().as_bytes().to_vec();
+        // Blocks waiting for a certificate on themselves or a descendant.
+        let mut waiting: Vec<(Block, Vec<u8>)> = Vec::new();
+        for (bytes, proof) in resp.blocks {
+            let Ok(block) = Block::decode(&bytes) else {
+                break;
+            };
+            let Ok(cert) = borsh::from_slice::<Certificate>(&proof) else {
+                break;
+            };
+            let Some(p) = cert.vote.proposal().cloned() else {
+                break;
+            };
+            let tip = self.shared.ledger.tip();
+            let expected_parent = waiting.last().map_or(tip.hash, |(b, _)| b.hash());
+            if block.header.parent != expected_parent {
+                break;
+            }
+            waiting.push((block, proof));
+            if p.payload != waiting.last().map(|(b, _)| b.hash()).unwrap_or_default() {
+                continue; // finalized by a descendant: wait for it
+            }
+            // Check the certificate with the set of its epoch.
+            let length = self.shared.ledger.params().epoch_length_blocks.max(1);
+            let epoch = epoch_of(p.height, length);
+            let Some(set) = self.shared.ledger.validator_set(epoch)? else {
+                break;
+            };
+            let cset = ValidatorSet::new(
+                epoch,
+                set.validators
+                    .iter()
+                    .map(|v| (v.consensus_key, power_units(v.power)))
+                    .collect(),
+            );
+            if cert.verify(&cset, &ns).is_err() {
+                warn!(
+                    height = p.height,
+                    "a peer sent a block with an invalid finality certificate"
+                );
+                break;
+            }
+            for (block, proof) in std::mem::take(&mut waiting) {
+                let executed = self.shared.ledger.execute(block, &|_| false)?;
+                self.shared
+                    .ledger
+                    .commit_with_finality(&executed, Some(&proof))?;
+                let height = executed.block.height();
+                self.shared.metrics.latest_height.set(height as i64);
+                self.shared.metrics.finalized_height.set(height as i64);
+                self.shared
+                    .metrics
+                    .transactions_finalized
+                    .inc_by(executed.receipts.len() as u64);
+                let included: Vec<TxHash> = executed.receipts.iter().map(|r| r.tx_hash).collect();
+                lock(&self.shared.mempool).update(&included, &self.shared.ledger)?;
+                info!(height, txs = executed.receipts.len(), "synced block");
+                let _ = self.shared.events.send(FinalizedEvent {
+                    height,
+                    hash: executed.block.hash(),
+                });
+                self.last_commit = Some(Instant::now());
+                if height >= self.epoch_end {
+                    self.next_epoch()?;
+                }
+            }
+            // The engine learns of the finalization too.
+            if cert.vote.epoch() == self.engine.epoch() {
+                self.handle(Input::Message(Message::Certificate(cert)))?;
+            }
+        }
+        let tip = self.shared.ledger.tip().height;
+        self.pending.retain(|_, e| e.block.height() > tip);
+        self.bodies.retain(|_, b| b.height() > tip);
+        self.need_sync = tip < resp.tip;
+        lock(&self.shared.info).syncing = self.need_sync;
+        self.handle(Input::Wake)
+    }
+
+    async fn run(
+        &mut self,
+        mut events: Option<tokio::sync::mpsc::Receiver<sou_p2p::Event>>,
+    ) -> Result<()> {
+        let mut sync_tick = tokio::time::interval(Duration::from_millis(500));
+        let (sync_tx, mut sync_rx) = tokio::sync::mpsc::channel::<Option<SyncResponse>>(4);
         loop {
             let next = self.timers.keys().next().copied();
-            match next {
-                Some((at, seq)) => {
-                    tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
-                    if let Some((view, timer)) = self.timers.remove(&(at, seq)) {
-                        if timer == Timer::View && view == self.engine.view() {
-                            self.shared.metrics.consensus_timeouts.inc();
+            let sleep = async {
+                match next {
+                    Some((at, _)) => {
+                        tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
+                    }
+                    None => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            };
+            let event = async {
+                match events.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = sleep => {
+                    if let Some((at, seq)) = next {
+                        if at <= Instant::now() {
+                            if let Some((view, timer)) = self.timers.remove(&(at, seq)) {
+                                if timer == Timer::View && view == self.engine.view() {
+                                    self.shared.metrics.consensus_timeouts.inc();
+                                }
+                                self.handle(Input::Timer { view, timer })?;
+                            }
                         }
-                        self.handle(Input::Timer { view, timer })?;
                     }
                 }
-                None => tokio::time::sleep(Duration::from_millis(100)).await,
+                ev = event => match ev {
+                    Some(sou_p2p::Event::Gossip { topic, data, source, id }) => self.on_gossip(topic, &data, source, id)?,
+                    Some(sou_p2p::Event::SyncRequest { request, channel, .. }) => {
+                        let resp = self.on_sync_request(&request);
+                        if let Some(p2p) = &self.p2p {
+                            p2p.respond(channel, resp);
+                        }
+                    }
+                    Some(sou_p2p::Event::PeerCount(n)) => lock(&self.shared.info).peers = n,
+                    None => events = None,
+                },
+                _ = sync_tick.tick(), if self.p2p.is_some() && !self.sync_inflight => {
+                    let idle = self.last_commit.is_none_or(|t| t.elapsed() > Duration::from_millis(self.cfg.p2p.sync_after_idle_ms));
+                    if self.need_sync || idle {
+                        self.request_sync(&sync_tx);
+                    }
+                }
+                Some(resp) = sync_rx.recv() => {
+                    self.sync_inflight = false;
+                    if let Some(resp) = resp {
+                        self.apply_sync(resp)?;
+                    }
+                }
             }
         }
     }
@@ -517,6 +877,37 @@ pub async fn start(home: &Path) -> Result<()> {
     metrics.latest_height.set(tip.height as i64);
     metrics.finalized_height.set(tip.height as i64);
     let max_tx_bytes = (cfg.mempool.max_tx_bytes.min(ledger.params().max_tx_bytes)) as usize;
+    // The network, unless this is a lone validator with no peers configured.
+    let (p2p, p2p_events) = if cfg.p2p.peers.is_empty() && spec.validators.len() == 1 {
+        (None, None)
+    } else {
+        let node_key_path = home.join(&cfg.p2p.node_key_file);
+        let node_key = if node_key_path.exists() {
+            KeyFile::read(&node_key_path)?
+        } else {
+            let k = Keypair::generate()?;
+            KeyFile::write(&node_key_path, &k)?;
+            k
+        };
+        let parse = |a: &str| {
+            a.parse::<sou_p2p::Address>()
+                .with_context(|| format!("p2p address {a:?}"))
+        };
+        let mut pcfg = P2pConfig::new(
+            node_key.secret_bytes(),
+            parse(&cfg.p2p.listen)?,
+            cfg.p2p
+                .peers
+                .iter()
+                .map(|a| parse(a))
+                .collect::<Result<_>>()?,
+        );
+        pcfg.max_message_bytes = cfg.p2p.max_message_bytes;
+        pcfg.max_invalid_messages = cfg.p2p.max_invalid_messages;
+        let (p2p, events) = P2p::start(pcfg)?;
+        info!(peer_id = %p2p.peer_id, listen = %cfg.p2p.listen, peers = cfg.p2p.peers.len(), "p2p started");
+        (Some(p2p), Some(events))
+    };
     let shared = Arc::new(Shared {
         ledger,
         mempool: Mutex::new(Mempool::new((&cfg.mempool).into())),
@@ -524,6 +915,7 @@ pub async fn start(home: &Path) -> Result<()> {
         info: Mutex::new(NodeInfo::default()),
         metrics,
         max_tx_bytes,
+        p2p: p2p.clone(),
     });
     let (engine, epoch_end, proposer) = Driver::engine_for_tip(&shared, &cfg, &key, &records)?;
     lock(&shared.info).is_validator = engine.me().is_some();
@@ -550,6 +942,11 @@ pub async fn start(home: &Path) -> Result<()> {
         last_block_ms: shared.ledger.tip_header().timestamp_ms,
         last_commit: None,
         blocks_since_compact: 0,
+        bodies: HashMap::new(),
+        p2p,
+        need_sync: false,
+        sync_inflight: false,
+        wake: false,
     };
     // Rebuild the engine from the log, then start it.
     for r in &records {
@@ -576,7 +973,7 @@ pub async fn start(home: &Path) -> Result<()> {
         "node started"
     );
     let result = tokio::select! {
-        r = driver.run() => r,
+        r = driver.run(p2p_events) => r,
         _ = shutdown_signal() => {
             info!("shutting down");
             Ok(())

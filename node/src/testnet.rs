@@ -39,8 +39,14 @@ pub struct TestnetArgs {
     /// Metrics port of the first node; node i uses this + i.
     #[arg(long, default_value_t = 9615)]
     pub metrics_port: u16,
+    /// Peer-to-peer port of the first node; node i uses this + i.
+    #[arg(long, default_value_t = 26656)]
+    pub p2p_port: u16,
     #[arg(long, default_value = "sou-devnet")]
     pub chain_id: String,
+    /// Only create the homes and keys; start nothing.
+    #[arg(long)]
+    pub init_only: bool,
 }
 
 struct NodeProc {
@@ -68,11 +74,21 @@ fn create(args: &TestnetArgs) -> Result<()> {
         ..TestnetOptions::default()
     })?;
     let spec = net.spec.to_json();
+    let p2p_addr = |i: usize| format!("/ip4/127.0.0.1/tcp/{}", args.p2p_port + i as u16);
     for (i, (operator, consensus)) in net.validators.iter().enumerate() {
         let home = args.dir.join(format!("node{i}"));
         let mut cfg = NodeConfig::default();
         cfg.rpc.listen = ([127, 0, 0, 1], args.rpc_port + i as u16).into();
         cfg.metrics.listen = ([127, 0, 0, 1], args.metrics_port + i as u16).into();
+        cfg.p2p.listen = p2p_addr(i);
+        cfg.p2p.peers = (0..net.validators.len())
+            .filter(|j| *j != i)
+            .map(p2p_addr)
+            .collect();
+        KeyFile::write(
+            &home.join(&cfg.p2p.node_key_file),
+            &sou_types::Keypair::derive_insecure(args.seed, &format!("node-{i}")),
+        )?;
         write(&home.join(CONFIG_FILE), &cfg.to_toml())?;
         write(&home.join(&cfg.genesis_file), &spec)?;
         KeyFile::write(&home.join(&cfg.validator_key_file), consensus)?;
@@ -146,9 +162,6 @@ pub async fn run(args: TestnetArgs) -> Result<()> {
     if args.validators == 0 {
         bail!("--validators must be at least 1");
     }
-    if args.validators > 1 {
-        bail!("--validators {}: several validators need the peer-to-peer network, which this build does not have yet; use --validators 1", args.validators);
-    }
     if args.reset && args.dir.exists() {
         std::fs::remove_dir_all(&args.dir)
             .with_context(|| format!("removing {}", args.dir.display()))?;
@@ -156,6 +169,14 @@ pub async fn run(args: TestnetArgs) -> Result<()> {
     let resumed = args.dir.join("node0").join(CONFIG_FILE).exists();
     if !resumed {
         create(&args)?;
+    }
+    if args.init_only {
+        println!(
+            "created {} node home(s) in {}",
+            args.validators,
+            args.dir.display()
+        );
+        return Ok(());
     }
     let mut homes: Vec<PathBuf> = (0..)
         .map(|i| args.dir.join(format!("node{i}")))
@@ -194,15 +215,24 @@ pub async fn run(args: TestnetArgs) -> Result<()> {
     let spec = ChainSpec::read(&homes[0].join("genesis.json"))?;
     banner_and_file(&args, &spec, &nodes, resumed)?;
 
-    // Until Ctrl-C, SIGTERM, or a node dying.
+    // Until Ctrl-C or SIGTERM. A node that dies is reported, and the others
+    // go on: stopping a validator is how people test fault tolerance.
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut reported = std::collections::HashSet::new();
     let outcome = loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break Ok(()),
             _ = term.recv() => break Ok(()),
             _ = tokio::time::sleep(Duration::from_millis(500)) => {
-                if let Some(n) = nodes.iter_mut().find_map(|n| matches!(n.child.try_wait(), Ok(Some(_))).then_some(&*n)) {
-                    break Err(anyhow::anyhow!("{} exited; see {}/node.log", n.name, n.home.display()));
+                for n in nodes.iter_mut() {
+                    if let Ok(Some(status)) = n.child.try_wait() {
+                        if reported.insert(n.name.clone()) {
+                            println!("  {} exited ({status}); see {}/node.log", n.name, n.home.display());
+                        }
+                    }
+                }
+                if reported.len() == nodes.len() {
+                    break Err(anyhow::anyhow!("every node exited"));
                 }
             }
         }

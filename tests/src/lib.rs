@@ -89,7 +89,7 @@ pub struct TestNode {
     /// `host:port` of the metrics endpoint.
     pub metrics: String,
     child: Option<std::process::Child>,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl TestNode {
@@ -136,12 +136,52 @@ impl TestNode {
             rpc,
             metrics,
             child: None,
-            _dir: dir,
+            _dir: Some(dir),
         }
+    }
+
+    /// A node in an existing home (its config names its addresses).
+    pub fn from_home(home: PathBuf) -> TestNode {
+        let cfg: toml::Table = std::fs::read_to_string(home.join("config.toml"))
+            .expect("config.toml")
+            .parse()
+            .expect("config.toml parses");
+        let addr = |section: &str| cfg[section]["listen"].as_str().expect("listen").to_string();
+        TestNode {
+            rpc: addr("rpc"),
+            metrics: addr("metrics"),
+            home,
+            child: None,
+            _dir: None,
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Sends a signal to the running node (SIGSTOP, SIGCONT, ...).
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        if let Some(pid) = self.pid() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
+        }
+    }
+
+    /// The finalized height, if the node answers.
+    pub fn height(&self) -> Option<u64> {
+        self.call("node_status", serde_json::json!([]))
+            .ok()
+            .and_then(|s| s["finalizedHeight"].as_u64())
     }
 
     /// Starts `sou start` and waits (up to 60 s) until RPC answers.
     pub fn start(&mut self) {
+        self.spawn();
+        self.wait_ready();
+    }
+
+    /// Starts `sou start` without waiting.
+    pub fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -154,6 +194,10 @@ impl TestNode {
             .spawn()
             .expect("starting sou");
         self.child = Some(child);
+    }
+
+    /// Waits (up to 60 s) until RPC answers.
+    pub fn wait_ready(&self) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         while std::time::Instant::now() < deadline {
             if self.call("node_status", serde_json::json!([])).is_ok() {
@@ -292,4 +336,143 @@ fn dechunk(mut s: &str) -> String {
         s = rest[n..].trim_start_matches("\r\n");
     }
     out
+}
+
+/// Several validators on this machine, each a real `sou start` process,
+/// created by `sou testnet --init-only`.
+#[derive(Debug)]
+pub struct TestNet {
+    pub nodes: Vec<TestNode>,
+    pub dir: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+/// A base port such that `base..base + n` are all free now.
+fn free_range(n: usize, avoid: &[u16]) -> u16 {
+    let seed = std::process::id() as u64 * 7919
+        + std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos() as u64)
+            .unwrap_or(0);
+    for attempt in 0..1000u64 {
+        let base = 20_000 + ((seed + attempt * 104_729) % 40_000) as u16;
+        let ports = base..base + n as u16;
+        let clash = ports
+            .clone()
+            .any(|p| avoid.iter().any(|a| a.abs_diff(p) < 16));
+        if !clash
+            && ports
+                .clone()
+                .all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok())
+        {
+            return base;
+        }
+    }
+    panic!("no free port range");
+}
+
+impl TestNet {
+    /// Creates `n` validator homes; `configure` edits each node's config.
+    pub fn new(n: usize, configure: impl Fn(&mut toml::Table)) -> TestNet {
+        let tmp = tempfile::tempdir().expect("a temporary directory");
+        let dir = tmp.path().join("net");
+        let rpc = free_range(n, &[]);
+        let metrics = free_range(n, &[rpc]);
+        let p2p = free_range(n, &[rpc, metrics]);
+        sou_ok(&[
+            "testnet",
+            "--init-only",
+            "--validators",
+            &n.to_string(),
+            "--accounts",
+            "4",
+            "--dir",
+            dir.to_str().expect("utf-8 path"),
+            "--rpc-port",
+            &rpc.to_string(),
+            "--metrics-port",
+            &metrics.to_string(),
+            "--p2p-port",
+            &p2p.to_string(),
+        ]);
+        let nodes = (0..n)
+            .map(|i| {
+                let home = dir.join(format!("node{i}"));
+                let path = home.join("config.toml");
+                let mut cfg: toml::Table = std::fs::read_to_string(&path)
+                    .expect("config.toml")
+                    .parse()
+                    .expect("config.toml parses");
+                configure(&mut cfg);
+                std::fs::write(&path, toml::to_string(&cfg).expect("serialises"))
+                    .expect("write config");
+                TestNode::from_home(home)
+            })
+            .collect();
+        TestNet {
+            nodes,
+            dir,
+            _tmp: tmp,
+        }
+    }
+
+    pub fn start_all(&mut self) {
+        // Spawn all first, so that they find each other while starting.
+        for n in &mut self.nodes {
+            n.spawn();
+        }
+        for n in &self.nodes {
+            n.wait_ready();
+        }
+    }
+
+    /// Waits until every running node has finalized `height`.
+    pub fn wait_all(&self, height: u64, secs: u64) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            let heights: Vec<Option<u64>> = self
+                .nodes
+                .iter()
+                .map(|n| if n.is_running() { n.height() } else { None })
+                .collect();
+            if self
+                .nodes
+                .iter()
+                .zip(&heights)
+                .all(|(n, h)| !n.is_running() || h.is_some_and(|h| h >= height))
+            {
+                return;
+            }
+            if std::time::Instant::now() >= deadline {
+                let logs: Vec<String> = self
+                    .nodes
+                    .iter()
+                    .map(|n| {
+                        let log = n.log();
+                        let tail: Vec<&str> = log.lines().rev().take(8).collect();
+                        format!(
+                            "--- {}:\n{}",
+                            n.home.display(),
+                            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                        )
+                    })
+                    .collect();
+                panic!(
+                    "height {height} not reached in {secs} s: {heights:?}\n{}",
+                    logs.join("\n")
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    /// The highest finalized height among running nodes.
+    pub fn max_height(&self) -> u64 {
+        self.nodes
+            .iter()
+            .filter(|n| n.is_running())
+            .filter_map(TestNode::height)
+            .max()
+            .unwrap_or(0)
+    }
 }

@@ -3,4 +3,5 @@
 //! links once.
 
 mod cli;
+mod network;
 mod node;

@@ -1,0 +1,467 @@
+//! Sou's peer-to-peer layer: a libp2p swarm (TCP, noise, yamux) with
+//! gossipsub topics for transactions, consensus messages and blocks, a
+//! request-response protocol for block sync, identify and ping, and
+//! reconnection to configured peers with back-off.
+//!
+//! It moves bytes and decides nothing: every gossip message is handed to
+//! the node, which decodes and checks it and reports back whether it is
+//! valid. Only valid messages are forwarded; invalid ones lower the
+//! sender's gossipsub score, and a peer that keeps sending them is
+//! disconnected and refused for a while.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity, ValidationMode};
+use libp2p::request_response::{self, ProtocolSupport, ResponseChannel};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{
+    identify, identity, noise, ping, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+pub use libp2p::gossipsub::MessageId;
+pub use libp2p::Multiaddr as Address;
+pub use libp2p::PeerId as Peer;
+
+/// The gossip topics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Topic {
+    Transactions,
+    Consensus,
+    Blocks,
+}
+
+impl Topic {
+    fn name(self) -> &'static str {
+        match self {
+            Topic::Transactions => "sou/tx/1",
+            Topic::Consensus => "sou/consensus/1",
+            Topic::Blocks => "sou/block/1",
+        }
+    }
+
+    fn all() -> [Topic; 3] {
+        [Topic::Transactions, Topic::Consensus, Topic::Blocks]
+    }
+
+    fn from_hash(h: &gossipsub::TopicHash) -> Option<Topic> {
+        Topic::all()
+            .into_iter()
+            .find(|t| IdentTopic::new(t.name()).hash() == *h)
+    }
+}
+
+/// A block-sync request: finalized blocks from `from` upward.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncRequest {
+    pub from: u64,
+    pub max_blocks: u32,
+}
+
+/// The answer: the responder's tip height, and encoded (block, finality
+/// proof) pairs, in height order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncResponse {
+    pub tip: u64,
+    pub blocks: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+#[derive(Clone, Debug)]
+pub struct P2pConfig {
+    /// Our identity's ed25519 secret.
+    pub secret: [u8; 32],
+    pub listen: Multiaddr,
+    /// Peers to stay connected to.
+    pub peers: Vec<Multiaddr>,
+    /// Largest gossip message (a full block must fit).
+    pub max_message_bytes: usize,
+    /// Largest block-sync response.
+    pub max_sync_response_bytes: u64,
+    /// Invalid messages after which a peer is disconnected.
+    pub max_invalid_messages: u32,
+    /// How long a disconnected offender is refused.
+    pub ban: Duration,
+}
+
+impl P2pConfig {
+    pub fn new(secret: [u8; 32], listen: Multiaddr, peers: Vec<Multiaddr>) -> P2pConfig {
+        P2pConfig {
+            secret,
+            listen,
+            peers,
+            max_message_bytes: 16 * 1024 * 1024,
+            max_sync_response_bytes: 64 * 1024 * 1024,
+            max_invalid_messages: 20,
+            ban: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What the network delivers to the node.
+#[derive(Debug)]
+pub enum Event {
+    Gossip {
+        topic: Topic,
+        data: Vec<u8>,
+        source: PeerId,
+        id: MessageId,
+    },
+    SyncRequest {
+        peer: PeerId,
+        request: SyncRequest,
+        channel: ResponseChannel<SyncResponse>,
+    },
+    PeerCount(usize),
+}
+
+enum Command {
+    Publish(Topic, Vec<u8>),
+    Report {
+        id: MessageId,
+        source: PeerId,
+        valid: bool,
+    },
+    Respond(ResponseChannel<SyncResponse>, SyncResponse),
+    Sync {
+        request: SyncRequest,
+        reply: oneshot::Sender<Option<SyncResponse>>,
+    },
+}
+
+/// The node's handle on the network.
+#[derive(Clone, Debug)]
+pub struct P2p {
+    commands: mpsc::UnboundedSender<Command>,
+    pub peer_id: PeerId,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Command")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("network setup: {0}")]
+    Setup(String),
+}
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    gossipsub: gossipsub::Behaviour,
+    sync: request_response::cbor::Behaviour<SyncRequest, SyncResponse>,
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+}
+
+impl P2p {
+    /// Starts the swarm on the current tokio runtime; returns the handle and
+    /// the stream of events.
+    pub fn start(cfg: P2pConfig) -> Result<(P2p, mpsc::Receiver<Event>), Error> {
+        let setup = |e: &dyn std::fmt::Display| Error::Setup(e.to_string());
+        let key = identity::Keypair::ed25519_from_bytes(cfg.secret).map_err(|e| setup(&e))?;
+        let peer_id = key.public().to_peer_id();
+        let max_message = cfg.max_message_bytes;
+        let max_response = cfg.max_sync_response_bytes;
+        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .map_err(|e| setup(&e))?
+            .with_behaviour(|key| {
+                let gossip_cfg = gossipsub::ConfigBuilder::default()
+                    .max_transmit_size(max_message)
+                    .validation_mode(ValidationMode::Strict)
+                    .validate_messages()
+                    .heartbeat_interval(Duration::from_millis(500))
+                    // Small networks: every peer in the mesh.
+                    .mesh_n_low(1)
+                    .mesh_outbound_min(0)
+                    .flood_publish(true)
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                let mut gossipsub = gossipsub::Behaviour::new(
+                    MessageAuthenticity::Signed(key.clone()),
+                    gossip_cfg,
+                )?;
+                let params = gossipsub::PeerScoreParams::default();
+                let thresholds = gossipsub::PeerScoreThresholds::default();
+                gossipsub.with_peer_score(params, thresholds)?;
+                let codec = request_response::cbor::codec::Codec::default()
+                    .set_request_size_maximum(1024)
+                    .set_response_size_maximum(max_response);
+                let sync = request_response::Behaviour::with_codec(
+                    codec,
+                    [(StreamProtocol::new("/sou/sync/1"), ProtocolSupport::Full)],
+                    request_response::Config::default()
+                        .with_request_timeout(Duration::from_secs(30)),
+                );
+                let identify =
+                    identify::Behaviour::new(identify::Config::new("/sou/1".into(), key.public()));
+                let ping = ping::Behaviour::new(ping::Config::new());
+                Ok(Behaviour {
+                    gossipsub,
+                    sync,
+                    identify,
+                    ping,
+                })
+            })
+            .map_err(|e| setup(&e))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
+            .build();
+        for t in Topic::all() {
+            swarm
+                .behaviour_mut()
+                .gossipsub
+                .subscribe(&IdentTopic::new(t.name()))
+                .map_err(|e| setup(&e))?;
+        }
+        swarm.listen_on(cfg.listen.clone()).map_err(|e| setup(&e))?;
+        let (commands, rx) = mpsc::unbounded_channel();
+        let (events_tx, events) = mpsc::channel(65_536);
+        tokio::spawn(run(swarm, cfg, rx, events_tx));
+        Ok((P2p { commands, peer_id }, events))
+    }
+
+    pub fn publish(&self, topic: Topic, data: Vec<u8>) {
+        let _ = self.commands.send(Command::Publish(topic, data));
+    }
+
+    /// Says whether a gossip message is valid: valid ones are forwarded,
+    /// invalid ones count against their sender.
+    pub fn report(&self, id: MessageId, source: PeerId, valid: bool) {
+        let _ = self.commands.send(Command::Report { id, source, valid });
+    }
+
+    pub fn respond(&self, channel: ResponseChannel<SyncResponse>, response: SyncResponse) {
+        let _ = self.commands.send(Command::Respond(channel, response));
+    }
+
+    /// Asks a connected peer (any) for blocks; `None` if nobody answered.
+    pub async fn sync(&self, request: SyncRequest) -> Option<SyncResponse> {
+        let (reply, rx) = oneshot::channel();
+        self.commands.send(Command::Sync { request, reply }).ok()?;
+        rx.await.ok().flatten()
+    }
+}
+
+struct State {
+    cfg: P2pConfig,
+    connected: HashSet<PeerId>,
+    invalid: HashMap<PeerId, u32>,
+    banned: HashMap<PeerId, Instant>,
+    /// Per configured address: when to dial next, and the back-off.
+    redial: HashMap<Multiaddr, (Instant, Duration)>,
+    pending_sync:
+        HashMap<request_response::OutboundRequestId, oneshot::Sender<Option<SyncResponse>>>,
+    next_sync_peer: usize,
+}
+
+async fn run(
+    mut swarm: Swarm<Behaviour>,
+    cfg: P2pConfig,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    events: mpsc::Sender<Event>,
+) {
+    let mut st = State {
+        redial: cfg
+            .peers
+            .iter()
+            .map(|a| (a.clone(), (Instant::now(), Duration::from_millis(200))))
+            .collect(),
+        cfg,
+        connected: HashSet::new(),
+        invalid: HashMap::new(),
+        banned: HashMap::new(),
+        pending_sync: HashMap::new(),
+        next_sync_peer: 0,
+    };
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => redial(&mut swarm, &mut st),
+            cmd = commands.recv() => {
+                let Some(cmd) = cmd else { return };
+                command(&mut swarm, &mut st, cmd);
+            }
+            ev = swarm.select_next_some() => {
+                if !swarm_event(&mut swarm, &mut st, ev, &events).await {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn redial(swarm: &mut Swarm<Behaviour>, st: &mut State) {
+    let now = Instant::now();
+    st.banned.retain(|_, until| *until > now);
+    if st.connected.len() >= st.cfg.peers.len() {
+        return;
+    }
+    for (addr, (at, backoff)) in st.redial.iter_mut() {
+        if *at <= now {
+            let _ = swarm.dial(addr.clone());
+            *backoff = (*backoff * 2).min(Duration::from_secs(10));
+            *at = now + *backoff;
+        }
+    }
+}
+
+fn command(swarm: &mut Swarm<Behaviour>, st: &mut State, cmd: Command) {
+    match cmd {
+        Command::Publish(topic, data) => {
+            if let Err(e) = swarm
+                .behaviour_mut()
+                .gossipsub
+                .publish(IdentTopic::new(topic.name()), data)
+            {
+                debug!(error = %e, ?topic, "publish");
+            }
+        }
+        Command::Report { id, source, valid } => {
+            let acceptance = if valid {
+                MessageAcceptance::Accept
+            } else {
+                MessageAcceptance::Reject
+            };
+            swarm
+                .behaviour_mut()
+                .gossipsub
+                .report_message_validation_result(&id, &source, acceptance);
+            if !valid {
+                let n = st.invalid.entry(source).or_default();
+                *n += 1;
+                if *n >= st.cfg.max_invalid_messages {
+                    warn!(peer = %source, invalid = *n, "disconnecting a peer that keeps sending invalid messages");
+                    st.banned.insert(source, Instant::now() + st.cfg.ban);
+                    st.invalid.remove(&source);
+                    let _ = swarm.disconnect_peer_id(source);
+                }
+            }
+        }
+        Command::Respond(channel, response) => {
+            let _ = swarm.behaviour_mut().sync.send_response(channel, response);
+        }
+        Command::Sync { request, reply } => {
+            let peers: Vec<PeerId> = st.connected.iter().copied().collect();
+            if peers.is_empty() {
+                let _ = reply.send(None);
+                return;
+            }
+            st.next_sync_peer = st.next_sync_peer.wrapping_add(1);
+            let peer = peers[st.next_sync_peer % peers.len()];
+            let id = swarm.behaviour_mut().sync.send_request(&peer, request);
+            st.pending_sync.insert(id, reply);
+        }
+    }
+}
+
+/// Returns false when the node stopped listening for events.
+async fn swarm_event(
+    swarm: &mut Swarm<Behaviour>,
+    st: &mut State,
+    ev: SwarmEvent<BehaviourEvent>,
+    events: &mpsc::Sender<Event>,
+) -> bool {
+    match ev {
+        SwarmEvent::NewListenAddr { address, .. } => info!(%address, "p2p listening"),
+        SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+            if st.banned.contains_key(&peer_id) {
+                let _ = swarm.disconnect_peer_id(peer_id);
+                return true;
+            }
+            st.connected.insert(peer_id);
+            return events
+                .send(Event::PeerCount(st.connected.len()))
+                .await
+                .is_ok();
+        }
+        SwarmEvent::ConnectionClosed {
+            peer_id,
+            num_established: 0,
+            ..
+        } => {
+            st.connected.remove(&peer_id);
+            // Dial configured peers again soon.
+            for (at, backoff) in st.redial.values_mut() {
+                *at = Instant::now() + Duration::from_millis(200);
+                *backoff = Duration::from_millis(200);
+            }
+            return events
+                .send(Event::PeerCount(st.connected.len()))
+                .await
+                .is_ok();
+        }
+        SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+            propagation_source,
+            message_id,
+            message,
+        })) => {
+            let Some(topic) = Topic::from_hash(&message.topic) else {
+                swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(
+                        &message_id,
+                        &propagation_source,
+                        MessageAcceptance::Reject,
+                    );
+                return true;
+            };
+            return events
+                .send(Event::Gossip {
+                    topic,
+                    data: message.data,
+                    source: propagation_source,
+                    id: message_id,
+                })
+                .await
+                .is_ok();
+        }
+        SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
+            peer,
+            message,
+            ..
+        })) => match message {
+            request_response::Message::Request {
+                request, channel, ..
+            } => {
+                return events
+                    .send(Event::SyncRequest {
+                        peer,
+                        request,
+                        channel,
+                    })
+                    .await
+                    .is_ok();
+            }
+            request_response::Message::Response {
+                request_id,
+                response,
+            } => {
+                if let Some(reply) = st.pending_sync.remove(&request_id) {
+                    let _ = reply.send(Some(response));
+                }
+            }
+        },
+        SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::OutboundFailure {
+            request_id,
+            ..
+        })) => {
+            if let Some(reply) = st.pending_sync.remove(&request_id) {
+                let _ = reply.send(None);
+            }
+        }
+        _ => {}
+    }
+    true
+}

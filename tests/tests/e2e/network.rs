@@ -1,0 +1,191 @@
+//! Several validators as real `sou` processes over libp2p on 127.0.0.1:
+//! agreement, faults (SIGKILL, SIGSTOP, two down, a wiped database), and
+//! transactions gossiped between nodes.
+
+use nix::sys::signal::Signal;
+use serde_json::json;
+use sou_genesis::KeyFile;
+use sou_tests::TestNet;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// One network at a time: four validators already share two cores.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Faster blocks and views for tests.
+fn quick(cfg: &mut toml::Table) {
+    let mut block = cfg["block"].as_table().cloned().unwrap();
+    block.insert("empty_block_interval_ms".into(), 200.into());
+    cfg.insert("block".into(), block.into());
+    let mut cons = cfg["consensus"].as_table().cloned().unwrap();
+    cons.insert("view_timeout_ms".into(), 1_000.into());
+    cons.insert("max_view_timeout_ms".into(), 4_000.into());
+    cfg.insert("consensus".into(), cons.into());
+}
+
+fn block(net: &TestNet, node: usize, height: u64) -> serde_json::Value {
+    net.nodes[node].ok("chain_getBlockByNumber", json!([height, false]))
+}
+
+#[test]
+fn four_validators_agree_on_every_block_and_transfers_reach_every_node() {
+    let _serial = serial();
+    let mut net = TestNet::new(4, quick);
+    net.start_all();
+    net.wait_all(30, 120);
+    for h in 1..=30 {
+        let b0 = block(&net, 0, h);
+        for i in 1..4 {
+            let b = block(&net, i, h);
+            assert_eq!(b["hash"], b0["hash"], "height {h}: node {i} differs");
+            assert_eq!(
+                b["stateRoot"], b0["stateRoot"],
+                "height {h}: state root of node {i} differs"
+            );
+        }
+    }
+    // A transfer sent to node 0 is final and readable on every node.
+    let key = KeyFile::read(&net.dir.join("accounts/account-0.json")).unwrap();
+    let to = KeyFile::read(&net.dir.join("accounts/account-1.json"))
+        .unwrap()
+        .address();
+    let out = sou_tests::sou_ok(&[
+        "wallet",
+        "--rpc",
+        &format!("http://{}", net.nodes[0].rpc),
+        "transfer",
+        "--key",
+        net.dir.join("accounts/account-0.json").to_str().unwrap(),
+        "--to",
+        &to.to_string(),
+        "--amount",
+        "2.5",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let height = v["blockHeight"].as_u64().unwrap();
+    net.wait_all(height, 30);
+    for n in &net.nodes {
+        let r = n.ok("tx_getReceipt", json!([v["hash"]]));
+        assert_eq!(r["status"], "success");
+        assert_eq!(
+            n.ok("account_get", json!([key.address().to_string()]))["nonce"],
+            1
+        );
+    }
+    // Every node counts its peers.
+    for n in &net.nodes {
+        assert_eq!(n.ok("node_status", json!([]))["peerCount"], 3);
+    }
+}
+
+#[test]
+fn a_killed_validator_catches_up_and_the_others_go_on() {
+    let _serial = serial();
+    let mut net = TestNet::new(4, quick);
+    net.start_all();
+    net.wait_all(5, 60);
+    net.nodes[2].kill();
+    let h = net.max_height();
+    net.wait_all(h + 10, 60);
+    net.nodes[2].start();
+    let target = net.max_height();
+    let start = Instant::now();
+    while net.nodes[2].height().unwrap_or(0) < target {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "not caught up within 20 s: {:?} < {target}",
+            net.nodes[2].height()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        block(&net, 2, target)["hash"],
+        block(&net, 0, target)["hash"]
+    );
+}
+
+#[test]
+fn a_paused_validator_catches_up_without_being_accused() {
+    let _serial = serial();
+    let mut net = TestNet::new(4, quick);
+    net.start_all();
+    net.wait_all(5, 60);
+    net.nodes[1].signal(Signal::SIGSTOP);
+    std::thread::sleep(Duration::from_secs(10));
+    net.nodes[1].signal(Signal::SIGCONT);
+    let target = net.max_height();
+    net.wait_all(target, 20);
+    for n in &net.nodes {
+        let m = metrics(n);
+        assert!(
+            m.contains("sou_evidence_total 0"),
+            "evidence after a pause:\n{m}"
+        );
+    }
+}
+
+#[test]
+fn two_of_four_down_halts_finality_then_it_resumes() {
+    let _serial = serial();
+    let mut net = TestNet::new(4, quick);
+    net.start_all();
+    net.wait_all(5, 60);
+    net.nodes[2].kill();
+    net.nodes[3].kill();
+    std::thread::sleep(Duration::from_secs(3));
+    let stalled = net.max_height();
+    std::thread::sleep(Duration::from_secs(8));
+    assert_eq!(net.max_height(), stalled, "finalized without a quorum");
+    net.nodes[2].start();
+    net.nodes[3].start();
+    net.wait_all(stalled + 5, 90);
+    for h in 1..=stalled + 5 {
+        assert_eq!(
+            block(&net, 3, h)["hash"],
+            block(&net, 0, h)["hash"],
+            "height {h}"
+        );
+    }
+}
+
+#[test]
+fn a_wiped_validator_syncs_back_to_the_same_state() {
+    let _serial = serial();
+    let mut net = TestNet::new(4, quick);
+    net.start_all();
+    net.wait_all(10, 60);
+    net.nodes[3].kill();
+    // The database goes; the double-sign record (consensus.wal) stays, as
+    // an operator must keep it.
+    std::fs::remove_dir_all(net.nodes[3].home.join("data")).unwrap();
+    net.nodes[3].start();
+    let target = net.max_height();
+    let start = Instant::now();
+    while net.nodes[3].height().unwrap_or(0) < target {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "not synced: {:?} < {target}",
+            net.nodes[3].height()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (a, b) = (block(&net, 3, target), block(&net, 0, target));
+    assert_eq!(a["hash"], b["hash"]);
+    assert_eq!(a["stateRoot"], b["stateRoot"]);
+}
+
+fn metrics(n: &sou_tests::TestNode) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(&n.metrics).unwrap();
+    write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
