@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds `sou` in release, starts a fresh local
-# testnet in .bench-testnet/, runs `sou bench` against it (arguments are
-# passed on, e.g. --rate 5000 --duration 20 --out r.json), then stops it.
+# testnet in .bench-testnet/ (VALIDATORS, default 4), runs `sou bench`
+# against every node (arguments are passed on, e.g. --rate 5000
+# --duration 20 --out r.json), then stops it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -10,8 +11,9 @@ ensure_system_deps
 cargo build --release -p sou-node
 sou=target/release/sou
 dir=.bench-testnet
+validators="${VALIDATORS:-4}"
 rm -rf "$dir"
-"$sou" testnet --dir "$dir" --reset --validators 1 --rpc-port 18545 --metrics-port 19615 > "$dir.log" 2>&1 &
+"$sou" testnet --dir "$dir" --reset --validators "$validators" --rpc-port 18545 --metrics-port 19615 --p2p-port 28656 > "$dir.log" 2>&1 &
 testnet=$!
 trap 'kill -INT $testnet 2>/dev/null; wait $testnet 2>/dev/null || true' EXIT
 for _ in $(seq 1 600); do
@@ -19,4 +21,8 @@ for _ in $(seq 1 600); do
   sleep 0.1
 done
 [ -f "$dir/testnet.json" ] || { echo "the testnet did not start; see $dir.log" >&2; exit 1; }
-"$sou" bench --rpc http://127.0.0.1:18545 --funder "$dir/accounts/account-0.json" "$@"
+rpcs=""
+for i in $(seq 0 $((validators - 1))); do
+  rpcs="${rpcs:+$rpcs,}http://127.0.0.1:$((18545 + i))"
+done
+"$sou" bench --rpc "$rpcs" --funder "$dir/accounts/account-0.json" "$@"

@@ -19,7 +19,7 @@ use crate::config::{NodeConfig, CONFIG_FILE};
 #[derive(clap::Args, Debug)]
 pub struct TestnetArgs {
     /// Number of validators (one process each).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 4)]
     pub validators: usize,
     /// Number of funded dev accounts.
     #[arg(long, default_value_t = 10)]

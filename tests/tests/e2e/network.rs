@@ -189,3 +189,61 @@ fn metrics(n: &sou_tests::TestNode) -> String {
     s.read_to_string(&mut out).unwrap();
     out
 }
+
+#[test]
+fn a_peer_flooding_garbage_is_disconnected_and_the_chain_goes_on() {
+    let _serial = serial();
+    let mut net = TestNet::new(4, quick);
+    net.start_all();
+    net.wait_all(3, 60);
+    let cfg: toml::Table = std::fs::read_to_string(net.nodes[0].home.join("config.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let target: sou_p2p::Address = cfg["p2p"]["listen"].as_str().unwrap().parse().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let disconnected = rt.block_on(async {
+        let secret = sou_types::Keypair::derive_insecure(99, "flooder").secret_bytes();
+        let (p2p, mut events) = sou_p2p::P2p::start(sou_p2p::P2pConfig::new(
+            secret,
+            "/ip4/127.0.0.1/tcp/0".parse().unwrap(),
+            vec![target],
+        ))
+        .unwrap();
+        // Connect, then flood the consensus topic with garbage.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let mut connected = false;
+        let mut sent = 0u32;
+        loop {
+            tokio::select! {
+                ev = events.recv() => match ev {
+                    Some(sou_p2p::Event::PeerCount(n)) if n > 0 => connected = true,
+                    Some(sou_p2p::Event::PeerCount(0)) if connected && sent > 0 => return true,
+                    Some(_) => {}
+                    None => return false,
+                },
+                _ = tokio::time::sleep(Duration::from_millis(20)) => {
+                    if connected && sent < 500 {
+                        let garbage: Vec<u8> = (0..64).map(|i| (i as u32 * 31 + sent) as u8).collect();
+                        p2p.publish(sou_p2p::Topic::Consensus, garbage);
+                        sent += 1;
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => return false,
+            }
+        }
+    });
+    assert!(disconnected, "the flooding peer was not disconnected");
+    assert!(
+        net.nodes[0]
+            .log()
+            .contains("disconnecting a peer that keeps sending invalid messages"),
+        "no disconnect in node 0's log"
+    );
+    // The chain goes on.
+    let h = net.max_height();
+    net.wait_all(h + 5, 60);
+}
