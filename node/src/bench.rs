@@ -13,10 +13,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
-use jsonrpsee::core::client::{ClientT, SubscriptionClientT};
-use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
+use anyhow::{bail, Context, Result};
+use jsonrpsee::core::client::SubscriptionClientT;
+use jsonrpsee::http_client::HttpClient;
 use jsonrpsee::rpc_params;
+
+use crate::client::{call, client};
 use serde_json::{json, Value};
 use sou_genesis::KeyFile;
 use sou_types::tx::Payouts;
@@ -50,25 +52,6 @@ pub struct BenchArgs {
     /// Write every figure to this JSON file.
     #[arg(long)]
     pub out: Option<PathBuf>,
-}
-
-fn client(url: &str) -> Result<HttpClient> {
-    HttpClientBuilder::default()
-        .request_timeout(Duration::from_secs(120))
-        .max_request_size(256 * 1024 * 1024)
-        .max_response_size(256 * 1024 * 1024)
-        .build(url)
-        .with_context(|| format!("RPC address {url}"))
-}
-
-async fn call(
-    c: &HttpClient,
-    method: &str,
-    params: jsonrpsee::core::params::ArrayParams,
-) -> Result<Value> {
-    c.request::<Value, _>(method, params)
-        .await
-        .map_err(|e| anyhow!("{method}: {e}"))
 }
 
 fn raw(tx: &SignedTransaction) -> String {

@@ -3,6 +3,7 @@
 //! running node (consensus, RPC, networking) arrives with later work.
 
 mod bench;
+mod client;
 mod config;
 mod metrics;
 mod node;

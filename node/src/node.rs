@@ -153,6 +153,17 @@ fn power_units(stake: sou_types::Amount) -> u64 {
     u64::try_from(whole).unwrap_or(u64::MAX).max(1)
 }
 
+/// The ledger's validator set of an epoch, as consensus weighs it.
+fn consensus_set(set: &sou_ledger::state::ValidatorSet) -> ValidatorSet {
+    ValidatorSet::new(
+        set.epoch,
+        set.validators
+            .iter()
+            .map(|v| (v.consensus_key, power_units(v.power)))
+            .collect(),
+    )
+}
+
 /// The application side of consensus: builds and checks blocks.
 struct ChainApp<'a> {
     shared: &'a Shared,
@@ -321,13 +332,7 @@ impl Driver {
             .iter()
             .find(|v| v.consensus_key == key.public())
             .map_or(Address([0; 32]), |v| v.operator);
-        let cset = ValidatorSet::new(
-            epoch,
-            set.validators
-                .iter()
-                .map(|v| (v.consensus_key, power_units(v.power)))
-                .collect(),
-        );
+        let cset = consensus_set(&set);
         let genesis_height = epoch * length;
         let genesis = ledger
             .store()
@@ -732,14 +737,7 @@ impl Driver {
             let Some(set) = self.shared.ledger.validator_set(epoch)? else {
                 break;
             };
-            let cset = ValidatorSet::new(
-                epoch,
-                set.validators
-                    .iter()
-                    .map(|v| (v.consensus_key, power_units(v.power)))
-                    .collect(),
-            );
-            if cert.verify(&cset, &ns).is_err() {
+            if cert.verify(&consensus_set(&set), &ns).is_err() {
                 warn!(
                     height = p.height,
                     "a peer sent a block with an invalid finality certificate"

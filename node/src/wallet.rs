@@ -4,11 +4,11 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Subcommand;
-use jsonrpsee::core::client::ClientT;
-use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
 use jsonrpsee::rpc_params;
+
+use crate::client::{call, client};
 use serde_json::{json, Value};
 use sou_genesis::KeyFile;
 use sou_types::{Address, Amount, ChainId, Memo, Payload, Symbol, Transaction};
@@ -63,28 +63,6 @@ pub enum WalletCommand {
         #[arg(long)]
         json: bool,
     },
-}
-
-fn client(url: &str) -> Result<HttpClient> {
-    HttpClientBuilder::default()
-        .request_timeout(std::time::Duration::from_secs(120))
-        .build(url)
-        .with_context(|| format!("RPC address {url}"))
-}
-
-async fn call(
-    c: &HttpClient,
-    method: &str,
-    params: jsonrpsee::core::params::ArrayParams,
-) -> Result<Value> {
-    c.request::<Value, _>(method, params)
-        .await
-        .map_err(|e| match e {
-            jsonrpsee::core::client::Error::Call(obj) => {
-                anyhow!("{method}: {} (code {})", obj.message(), obj.code())
-            }
-            other => anyhow!("{method}: {other}"),
-        })
 }
 
 fn print(json_out: bool, v: &Value, text: impl FnOnce() -> String) {

@@ -167,6 +167,17 @@ impl TestNode {
         }
     }
 
+    /// The node's Prometheus metrics, as served on `/metrics`.
+    pub fn metrics_text(&self) -> String {
+        use std::io::{Read, Write};
+        let mut out = String::new();
+        if let Ok(mut s) = std::net::TcpStream::connect(&self.metrics) {
+            let _ = write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+            let _ = s.read_to_string(&mut out);
+        }
+        out
+    }
+
     /// The finalized height, if the node answers.
     pub fn height(&self) -> Option<u64> {
         self.call("node_status", serde_json::json!([]))

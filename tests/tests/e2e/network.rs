@@ -123,7 +123,7 @@ fn a_paused_validator_catches_up_without_being_accused() {
     let target = net.max_height();
     net.wait_all(target, 20);
     for n in &net.nodes {
-        let m = metrics(n);
+        let m = n.metrics_text();
         assert!(
             m.contains("sou_evidence_total 0"),
             "evidence after a pause:\n{m}"
@@ -179,15 +179,6 @@ fn a_wiped_validator_syncs_back_to_the_same_state() {
     let (a, b) = (block(&net, 3, target), block(&net, 0, target));
     assert_eq!(a["hash"], b["hash"]);
     assert_eq!(a["stateRoot"], b["stateRoot"]);
-}
-
-fn metrics(n: &sou_tests::TestNode) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(&n.metrics).unwrap();
-    write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
 }
 
 #[test]

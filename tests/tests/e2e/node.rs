@@ -428,20 +428,11 @@ fn bad_input_is_refused_with_the_right_error_and_changes_nothing() {
         30,
     );
     assert_eq!(snapshot(&node), before);
-    let metrics = metrics_text(&node);
+    let metrics = node.metrics_text();
     assert!(
         metrics.contains("sou_transactions_rejected_total{reason=\"bad_signature\"} 1"),
         "{metrics}"
     );
-}
-
-fn metrics_text(node: &TestNode) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(&node.metrics).unwrap();
-    write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
 }
 
 #[test]
@@ -449,7 +440,7 @@ fn metrics_are_served_with_sou_names() {
     let mut node = TestNode::init(1, |_| {});
     node.start();
     node.wait_height(2, 30);
-    let text = metrics_text(&node);
+    let text = node.metrics_text();
     for name in [
         "sou_finalized_height",
         "sou_latest_height",
