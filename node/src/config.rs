@@ -21,7 +21,8 @@ pub struct NodeConfig {
     pub validator_key_file: PathBuf,
     /// The consensus write-ahead log (signed votes, received messages).
     pub consensus_wal_file: PathBuf,
-    pub rpc: RpcSection,
+    /// JSON-RPC over HTTP and WebSocket: address and limits.
+    pub rpc: sou_rpc::RpcConfig,
     pub metrics: MetricsSection,
     pub mempool: MempoolSection,
     pub block: BlockSection,
@@ -57,23 +58,6 @@ impl Default for P2pSection {
             sync_after_idle_ms: 2_000,
         }
     }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RpcSection {
-    /// JSON-RPC over HTTP and WebSocket.
-    pub listen: SocketAddr,
-    pub max_request_body_bytes: u32,
-    pub max_response_body_bytes: u32,
-    pub max_connections: u32,
-    /// Most calls in one batch request.
-    pub max_batch_len: u32,
-    pub max_subscriptions_per_connection: u32,
-    /// Longest wait `tx_sendAndWait` allows.
-    pub max_wait_ms: u64,
-    /// Most items a list call returns.
-    pub max_page_len: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,37 +104,6 @@ pub struct ConsensusSection {
     pub propose_delay_ms: u64,
     /// Compact the consensus log after this many finalized blocks.
     pub wal_compact_every_blocks: u64,
-}
-
-impl Default for RpcSection {
-    fn default() -> Self {
-        let d = sou_rpc::RpcConfig::default();
-        RpcSection {
-            listen: d.listen,
-            max_request_body_bytes: d.max_request_body_bytes,
-            max_response_body_bytes: d.max_response_body_bytes,
-            max_connections: d.max_connections,
-            max_batch_len: d.max_batch_len,
-            max_subscriptions_per_connection: d.max_subscriptions_per_connection,
-            max_wait_ms: d.max_wait_ms,
-            max_page_len: d.max_page_len,
-        }
-    }
-}
-
-impl RpcSection {
-    pub fn to_rpc_config(&self) -> sou_rpc::RpcConfig {
-        sou_rpc::RpcConfig {
-            listen: self.listen,
-            max_request_body_bytes: self.max_request_body_bytes,
-            max_response_body_bytes: self.max_response_body_bytes,
-            max_connections: self.max_connections,
-            max_batch_len: self.max_batch_len,
-            max_subscriptions_per_connection: self.max_subscriptions_per_connection,
-            max_wait_ms: self.max_wait_ms,
-            max_page_len: self.max_page_len,
-        }
-    }
 }
 
 impl Default for MetricsSection {
@@ -213,7 +166,7 @@ impl Default for NodeConfig {
             genesis_file: "genesis.json".into(),
             validator_key_file: "keys/validator.json".into(),
             consensus_wal_file: "consensus.wal".into(),
-            rpc: RpcSection::default(),
+            rpc: sou_rpc::RpcConfig::default(),
             metrics: MetricsSection::default(),
             mempool: MempoolSection::default(),
             block: BlockSection::default(),

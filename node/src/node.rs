@@ -78,29 +78,19 @@ impl Backend for Shared {
                 slots.push(i);
             }
         }
-        let ok_copy = if self.p2p.is_some() {
-            ok.clone()
-        } else {
-            Vec::new()
-        };
-        let ok_copy: Vec<Option<SignedTransaction>> = if self.p2p.is_some() {
-            ok_copy.into_iter().map(Some).collect()
-        } else {
-            vec![None; ok.len()]
-        };
-        let admitted = {
+        let mut admitted_txs = Vec::new();
+        {
             let mut pool = lock(&self.mempool);
-            let r = pool.admit(ok, &self.ledger);
+            let admitted = pool.admit(ok, &self.ledger);
             self.metrics.mempool_transactions.set(pool.len() as i64);
             self.metrics.mempool_bytes.set(pool.bytes() as i64);
-            r
-        };
-        let mut admitted_txs = Vec::new();
-        for ((slot, r), tx) in slots.into_iter().zip(admitted).zip(ok_copy) {
-            if let (true, Some(tx)) = (r.is_ok(), tx) {
-                admitted_txs.push(tx);
+            for (slot, r) in slots.into_iter().zip(admitted) {
+                // What was admitted is in the pool: gossip it from there.
+                if let (Some(_), Ok(hash)) = (&self.p2p, &r) {
+                    admitted_txs.extend(pool.get(hash).cloned());
+                }
+                results[slot] = Some(r);
             }
-            results[slot] = Some(r);
         }
         // Pass admitted transactions on to the other validators.
         if let (Some(p2p), false) = (&self.p2p, admitted_txs.is_empty()) {
@@ -954,7 +944,7 @@ pub async fn start(home: &Path) -> Result<()> {
     }
     driver.handle(Input::Start)?;
 
-    let (rpc_addr, rpc_handle) = sou_rpc::serve(cfg.rpc.to_rpc_config(), shared.clone())
+    let (rpc_addr, rpc_handle) = sou_rpc::serve(cfg.rpc.clone(), shared.clone())
         .await
         .with_context(|| format!("starting JSON-RPC on {}", cfg.rpc.listen))?;
     let listener = tokio::net::TcpListener::bind(cfg.metrics.listen)

@@ -57,8 +57,10 @@ pub trait Backend: Send + Sync + 'static {
     fn subscribe(&self) -> broadcast::Receiver<FinalizedEvent>;
 }
 
-/// Limits and address of the server; the node's config sets them.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Limits and address of the server: the `[rpc]` section of the node's
+/// `config.toml`, every field with a default.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct RpcConfig {
     pub listen: SocketAddr,
     /// Largest request body, in bytes.

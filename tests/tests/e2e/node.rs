@@ -493,7 +493,7 @@ fn sigkill_while_transfers_flow_loses_nothing_finalized() {
         }
         for tx in &txs {
             let r = node.ok("tx_sendAndWait", json!([raw(tx), 30_000]));
-            let _ = r;
+            assert_eq!(r["status"], "success", "{r}");
         }
         round += 1;
         finalized.extend(txs.iter().map(|t| t.hash().to_string()));
