@@ -28,6 +28,8 @@ pub struct TestnetOptions {
     pub account_sou: u128,
     /// Self-bonded stake of each validator, in whole native tokens.
     pub validator_stake_sou: u128,
+    /// Blocks per epoch (`None`: the dev default).
+    pub epoch_length_blocks: Option<u64>,
 }
 
 impl Default for TestnetOptions {
@@ -40,6 +42,7 @@ impl Default for TestnetOptions {
             account_usdt: 1_000_000,
             account_sou: 1_000,
             validator_stake_sou: 1_000_000,
+            epoch_length_blocks: None,
         }
     }
 }
@@ -108,7 +111,12 @@ pub fn testnet(opts: &TestnetOptions) -> Result<Testnet, sou_types::Error> {
     let spec = ChainSpec {
         chain_id,
         genesis_time_ms: DEV_GENESIS_TIME_MS,
-        params: Params::dev(usdt),
+        params: Params {
+            epoch_length_blocks: opts
+                .epoch_length_blocks
+                .unwrap_or(Params::dev(usdt).epoch_length_blocks),
+            ..Params::dev(usdt)
+        },
         assets: vec![
             AssetSpec {
                 symbol: NATIVE,

@@ -18,11 +18,11 @@
 //! After the transactions, the block's fees are shared out among the
 //! validators and, at an epoch's last block, the next validator set is chosen.
 
-use sou_types::block::tx_root;
+use sou_types::block::{evidence_root, tx_root};
 use sou_types::crypto::verify_batch;
 use sou_types::{
-    Address, Amount, Block, BlockHash, BlockHeader, ChainId, Hash, Payload, SignedTransaction,
-    TxHash,
+    Address, Amount, Block, BlockHash, BlockHeader, ChainId, Hash, Misbehaviour, Payload,
+    SignedTransaction, TxHash,
 };
 
 use crate::cache::StateCache;
@@ -61,6 +61,9 @@ pub struct Applied {
     /// Left out because the block was full (only with [`OnInvalid::Skip`]).
     pub not_included: usize,
 }
+
+/// Most pieces of evidence in one block.
+pub const MAX_BLOCK_EVIDENCE: usize = 16;
 
 /// A block executed but not yet committed.
 #[derive(Debug)]
@@ -110,6 +113,7 @@ pub struct BlockExecutor<'a, R: StateReader> {
     base: LtHash,
     txs: Vec<SignedTransaction>,
     receipts: Vec<Receipt>,
+    evidence: Vec<Misbehaviour>,
     bytes: u64,
     /// Fees charged so far in this block, not yet in the fee collector.
     pub(crate) fees: Amount,
@@ -139,6 +143,7 @@ impl<'a, R: StateReader> BlockExecutor<'a, R> {
             base,
             txs: Vec::new(),
             receipts: Vec::new(),
+            evidence: Vec::new(),
             bytes: 0,
             fees: Amount::ZERO,
         })
@@ -357,6 +362,90 @@ impl<'a, R: StateReader> BlockExecutor<'a, R> {
         }
     }
 
+    /// Slashes the offender of each piece of evidence by the genesis
+    /// fraction for double signing and jails it for good. `checked` says
+    /// whether a piece holds up under the consensus rules (the ledger cannot
+    /// read consensus messages). Evidence that does not hold up, names no
+    /// validator of its epoch, was used before, or accuses a validator
+    /// already jailed for good is left out ([`OnInvalid::Skip`]) or makes
+    /// the block invalid ([`OnInvalid::Reject`]). Returns how many the
+    /// block holds.
+    pub fn apply_evidence(
+        &mut self,
+        evidence: Vec<Misbehaviour>,
+        checked: &dyn Fn(&Misbehaviour) -> bool,
+        on_invalid: OnInvalid,
+    ) -> Result<usize> {
+        for (i, m) in evidence.into_iter().enumerate() {
+            let refusal = if self.evidence.len() >= MAX_BLOCK_EVIDENCE {
+                Some("the block holds the most evidence it may".to_string())
+            } else if self.evidence.iter().any(|e| e.id == m.id) {
+                Some("the evidence is in the block twice".to_string())
+            } else if !checked(&m) {
+                Some("the evidence does not hold up".to_string())
+            } else {
+                self.evidence_refusal(&m)?
+            };
+            if let Some(reason) = refusal {
+                match on_invalid {
+                    OnInvalid::Skip => continue,
+                    OnInvalid::Reject => {
+                        return Err(Error::InvalidBlock {
+                            height: self.ctx.height,
+                            reason: format!("evidence {i}: {reason}"),
+                        })
+                    }
+                }
+            }
+            let operator = self
+                .cache
+                .validator_set(m.epoch)?
+                .and_then(|set| {
+                    set.validators
+                        .iter()
+                        .find(|v| v.consensus_key == m.offender)
+                        .map(|v| v.operator)
+                })
+                .ok_or_else(|| Error::Corrupt {
+                    what: "evidence".into(),
+                    reason: "the offender vanished".into(),
+                })?;
+            let fraction = self.params.slash_double_sign_ppm;
+            self.slash(operator, fraction, m.id)?;
+            self.jail(operator, u64::MAX)?;
+            self.evidence.push(m);
+        }
+        Ok(self.evidence.len())
+    }
+
+    /// Why `m` may not be applied to the state, if it may not.
+    fn evidence_refusal(&mut self, m: &Misbehaviour) -> Result<Option<String>> {
+        let Some(set) = self.cache.validator_set(m.epoch)? else {
+            return Ok(Some(format!("epoch {} has no validator set", m.epoch)));
+        };
+        let Some(v) = set
+            .validators
+            .iter()
+            .find(|v| v.consensus_key == m.offender)
+        else {
+            return Ok(Some(format!(
+                "the offender is not a validator of epoch {}",
+                m.epoch
+            )));
+        };
+        if self.cache.evidence_height(&m.id)?.is_some() {
+            return Ok(Some("the evidence was used before".into()));
+        }
+        let jailed_for_good = self
+            .cache
+            .validator(&v.operator)?
+            .is_some_and(|v| v.jailed_until == Some(u64::MAX));
+        if jailed_for_good {
+            return Ok(Some("the offender is already jailed for good".into()));
+        }
+        Ok(None)
+    }
+
     /// Ends the block: shares out its fees, picks the next validator set at
     /// an epoch's end, and computes the state root and the header.
     pub fn finish(mut self) -> Result<ExecutedBlock> {
@@ -371,12 +460,14 @@ impl<'a, R: StateReader> BlockExecutor<'a, R> {
             proposer: self.ctx.proposer,
             timestamp_ms: self.ctx.timestamp_ms,
             tx_root: tx_root(&hashes),
+            evidence_root: evidence_root(&self.evidence),
             state_root: diff.lthash.root(),
         };
         Ok(ExecutedBlock {
             block: Block {
                 header,
                 transactions: self.txs,
+                evidence: self.evidence,
             },
             receipts: self.receipts,
             writes: diff.writes,
@@ -444,6 +535,7 @@ impl<'a, R: StateReader> BlockExecutor<'a, R> {
             base: LtHash::default(),
             txs: Vec::new(),
             receipts: Vec::new(),
+            evidence: Vec::new(),
             bytes: 0,
             fees: Amount::ZERO,
         })

@@ -6,18 +6,35 @@ use std::sync::RwLock;
 
 use sou_types::asset::NATIVE;
 use sou_types::{
-    Address, Amount, Block, BlockHeader, ChainId, Hash, PublicKey, SignedTransaction, Symbol,
-    TxHash,
+    Address, Amount, Block, BlockHeader, ChainId, Hash, Misbehaviour, PublicKey, SignedTransaction,
+    Symbol, TxHash,
 };
 
 use crate::cache::StateCache;
 use crate::exec::{Applied, BlockContext, BlockExecutor, ExecutedBlock, OnInvalid};
+use crate::lthash::LtHash;
 use crate::params::Params;
 use crate::state::{
     bonded_pool, Account, AssetInfo, AssetRoles, Delegation, Validator, ValidatorSet,
 };
 use crate::store::{StateReader, Store, Tip};
 use crate::{Error, Result};
+
+/// What a block's contents are checked against outside the ledger.
+#[derive(Clone, Copy)]
+pub struct Checks<'a> {
+    /// Transactions whose signature was verified already (on admission to
+    /// the mempool): not verified again.
+    pub verified: &'a dyn Fn(&TxHash) -> bool,
+    /// Whether a piece of evidence holds up under the consensus rules.
+    pub evidence: &'a dyn Fn(&Misbehaviour) -> bool,
+}
+
+impl std::fmt::Debug for Checks<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Checks")
+    }
+}
 
 /// An issued asset as genesis creates it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -230,6 +247,44 @@ impl Ledger {
         BlockExecutor::new(&self.store, self.store.lthash()?, ctx)
     }
 
+    /// The committed state seen through `ancestors`, uncommitted blocks
+    /// that extend the tip (oldest first), and the header of the last of
+    /// them (or of the tip): what the next block builds on.
+    fn layered<'a>(
+        &'a self,
+        ancestors: &'a [&'a ExecutedBlock],
+    ) -> Result<(Overlay<'a>, BlockHeader)> {
+        let (tip, tip_header) = {
+            let t = self.read_tip();
+            (t.0, t.1.clone())
+        };
+        let mut expected = (tip.height + 1, tip.hash);
+        for a in ancestors {
+            let h = &a.block.header;
+            if (h.height, h.parent) != expected {
+                return Err(Error::InvalidBlock {
+                    height: h.height,
+                    reason: format!(
+                        "an uncommitted ancestor does not extend {} at height {}",
+                        expected.1,
+                        expected.0 - 1
+                    ),
+                });
+            }
+            expected = (h.height + 1, a.block.hash());
+        }
+        let parent = ancestors
+            .last()
+            .map_or(tip_header, |a| a.block.header.clone());
+        Ok((
+            Overlay {
+                store: &self.store,
+                layers: ancestors,
+            },
+            parent,
+        ))
+    }
+
     /// Builds the next block from candidate transactions, leaving out those
     /// that may not be included and those that do not fit.
     pub fn propose(
@@ -239,9 +294,35 @@ impl Ledger {
         timestamp_ms: u64,
         verified: &dyn Fn(&TxHash) -> bool,
     ) -> Result<(ExecutedBlock, Applied)> {
-        let parent_time = self.read_tip().1.timestamp_ms;
-        let mut exec = self.begin_block(proposer, timestamp_ms.max(parent_time))?;
-        let applied = exec.apply(txs, verified, OnInvalid::Skip)?;
+        let checks = Checks {
+            verified,
+            evidence: &|_| false,
+        };
+        self.propose_on(&[], txs, Vec::new(), proposer, timestamp_ms, &checks)
+    }
+
+    /// [`Ledger::propose`] on top of `ancestors`: uncommitted blocks that
+    /// extend the tip, oldest first (a notarized chain not yet final).
+    pub fn propose_on(
+        &self,
+        ancestors: &[&ExecutedBlock],
+        txs: Vec<SignedTransaction>,
+        evidence: Vec<Misbehaviour>,
+        proposer: Address,
+        timestamp_ms: u64,
+        checks: &Checks<'_>,
+    ) -> Result<(ExecutedBlock, Applied)> {
+        let (overlay, parent) = self.layered(ancestors)?;
+        let ctx = BlockContext {
+            chain_id: self.chain_id.clone(),
+            height: parent.height + 1,
+            parent: parent.hash(),
+            proposer,
+            timestamp_ms: timestamp_ms.max(parent.timestamp_ms),
+        };
+        let mut exec = BlockExecutor::new(&overlay, overlay.lthash()?, ctx)?;
+        exec.apply_evidence(evidence, checks.evidence, OnInvalid::Skip)?;
+        let applied = exec.apply(txs, checks.verified, OnInvalid::Skip)?;
         Ok((exec.finish()?, applied))
     }
 
@@ -253,19 +334,32 @@ impl Ledger {
         block: Block,
         verified: &dyn Fn(&TxHash) -> bool,
     ) -> Result<ExecutedBlock> {
+        let checks = Checks {
+            verified,
+            evidence: &|_| false,
+        };
+        self.execute_on(&[], block, &checks)
+    }
+
+    /// [`Ledger::execute`] on top of `ancestors`: uncommitted blocks that
+    /// extend the tip, oldest first.
+    pub fn execute_on(
+        &self,
+        ancestors: &[&ExecutedBlock],
+        block: Block,
+        checks: &Checks<'_>,
+    ) -> Result<ExecutedBlock> {
         let h = &block.header;
         let invalid = |reason: String| Error::InvalidBlock {
             height: h.height,
             reason,
         };
-        let (tip, parent_time) = {
-            let t = self.read_tip();
-            (t.0, t.1.timestamp_ms)
-        };
-        if h.height != tip.height + 1 || h.parent != tip.hash {
+        let (overlay, parent) = self.layered(ancestors)?;
+        let parent_hash = parent.hash();
+        if h.height != parent.height + 1 || h.parent != parent_hash {
             return Err(invalid(format!(
-                "does not extend the tip {} at height {}",
-                tip.hash, tip.height
+                "does not extend {} at height {}",
+                parent_hash, parent.height
             )));
         }
         if h.chain_id != self.chain_id {
@@ -274,14 +368,28 @@ impl Ledger {
                 h.chain_id, self.chain_id
             )));
         }
-        if h.timestamp_ms < parent_time {
+        if h.timestamp_ms < parent.timestamp_ms {
             return Err(invalid("timestamp is before the parent's".into()));
         }
-        let mut exec = self.begin_block(h.proposer, h.timestamp_ms)?;
+        let ctx = BlockContext {
+            chain_id: self.chain_id.clone(),
+            height: h.height,
+            parent: parent_hash,
+            proposer: h.proposer,
+            timestamp_ms: h.timestamp_ms,
+        };
+        let mut exec = BlockExecutor::new(&overlay, overlay.lthash()?, ctx)?;
         let expected = block.header.clone();
-        exec.apply(block.transactions, verified, OnInvalid::Reject)?;
+        exec.apply_evidence(block.evidence, checks.evidence, OnInvalid::Reject)?;
+        exec.apply(block.transactions, checks.verified, OnInvalid::Reject)?;
         let executed = exec.finish()?;
         let got = &executed.block.header;
+        if got.evidence_root != expected.evidence_root {
+            return Err(invalid(format!(
+                "evidence root {} does not match {}",
+                expected.evidence_root, got.evidence_root
+            )));
+        }
         if got.tx_root != expected.tx_root {
             return Err(invalid(format!(
                 "transactions root {} does not match {}",
@@ -367,5 +475,60 @@ impl Ledger {
     /// The state root of the committed tip.
     pub fn state_root(&self) -> Hash {
         self.read_tip().1.state_root
+    }
+}
+
+/// Committed state with the writes of uncommitted blocks laid over it
+/// (later layers win): what a block extending a notarized chain reads.
+struct Overlay<'a> {
+    store: &'a Store,
+    /// Oldest first.
+    layers: &'a [&'a ExecutedBlock],
+}
+
+impl Overlay<'_> {
+    fn lookup(&self, key: &[u8]) -> Option<Option<Vec<u8>>> {
+        self.layers.iter().rev().find_map(|l| {
+            l.writes
+                .binary_search_by(|(k, _)| k.as_slice().cmp(key))
+                .ok()
+                .map(|i| l.writes[i].1.clone())
+        })
+    }
+
+    fn lthash(&self) -> Result<LtHash> {
+        match self.layers.last() {
+            Some(l) => Ok(l.lthash.clone()),
+            None => self.store.lthash(),
+        }
+    }
+}
+
+impl StateReader for Overlay<'_> {
+    fn get_state(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        match self.lookup(key) {
+            Some(v) => Ok(v),
+            None => self.store.get_state(key),
+        }
+    }
+
+    fn multi_get_state(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
+        if self.layers.is_empty() {
+            return self.store.multi_get_state(keys);
+        }
+        let mut out: Vec<Option<Option<Vec<u8>>>> = keys.iter().map(|k| self.lookup(k)).collect();
+        let missing: Vec<Vec<u8>> = keys
+            .iter()
+            .zip(&out)
+            .filter(|(_, v)| v.is_none())
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut fetched = self.store.multi_get_state(&missing)?.into_iter();
+        for slot in &mut out {
+            if slot.is_none() {
+                *slot = Some(fetched.next().flatten());
+            }
+        }
+        Ok(out.into_iter().map(Option::flatten).collect())
     }
 }

@@ -30,8 +30,10 @@ pub mod state;
 pub mod store;
 
 pub use error::{Error, InvalidTx, Result, TxError};
-pub use exec::{Applied, BlockContext, BlockExecutor, ExecutedBlock, OnInvalid};
-pub use ledger::{GenesisAsset, GenesisState, GenesisValidator, Ledger};
+pub use exec::{
+    Applied, BlockContext, BlockExecutor, ExecutedBlock, OnInvalid, MAX_BLOCK_EVIDENCE,
+};
+pub use ledger::{Checks, GenesisAsset, GenesisState, GenesisValidator, Ledger};
 pub use mempool::{AdmitError, Mempool, MempoolConfig};
 pub use params::Params;
 pub use receipt::{Receipt, TxStatus};

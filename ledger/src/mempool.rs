@@ -339,6 +339,18 @@ impl Mempool {
     /// consecutive nonces from the account's next nonce, taken from senders
     /// in turn (in order of arrival) until the limits are reached.
     pub fn select(&self, max_txs: usize, max_bytes: usize) -> Vec<SignedTransaction> {
+        self.select_after(max_txs, max_bytes, &|_| false)
+    }
+
+    /// [`Mempool::select`] for a block whose uncommitted ancestors already
+    /// hold the transactions for which `included` is true: those are passed
+    /// over (their nonces counted as used).
+    pub fn select_after(
+        &self,
+        max_txs: usize,
+        max_bytes: usize,
+        included: &dyn Fn(&TxHash) -> bool,
+    ) -> Vec<SignedTransaction> {
         let mut queues: Vec<(
             &u64,
             std::collections::btree_map::Iter<'_, u64, TxHash>,
@@ -364,6 +376,11 @@ impl Mempool {
                 if nonce != *expected {
                     // A gap: nothing further from this sender can execute.
                     while iter.next().is_some() {}
+                    continue;
+                }
+                if included(hash) {
+                    *expected += 1;
+                    progressed = true;
                     continue;
                 }
                 let Some(entry) = self.entries.get(hash) else {

@@ -29,7 +29,9 @@ use rocksdb::{
     ColumnFamilyDescriptor, Direction, IteratorMode, MemtableFactory, Options, ReadOptions,
     SliceTransform, WriteBatch, WriteOptions, DB,
 };
-use sou_types::{Address, Block, BlockHash, BlockHeader, Hash, SignedTransaction, TxHash};
+use sou_types::{
+    Address, Block, BlockHash, BlockHeader, Hash, Misbehaviour, SignedTransaction, TxHash,
+};
 
 use crate::exec::ExecutedBlock;
 use crate::lthash::LtHash;
@@ -62,6 +64,7 @@ const META_LTHASH: &[u8] = b"lthash";
 struct StoredBlock {
     header: BlockHeader,
     tx_hashes: Vec<TxHash>,
+    evidence: Vec<Misbehaviour>,
 }
 
 /// A transaction as stored, with where it was finalized and its receipt
@@ -223,6 +226,7 @@ impl Store {
         let stored = StoredBlock {
             header: block.header.clone(),
             tx_hashes,
+            evidence: block.evidence.clone(),
         };
         batch.put_cf(self.cf(CF_BLOCKS)?, hb, encode(&stored));
         batch.put_cf(self.cf(CF_BLOCK_HASHES)?, hash.0, hb);
@@ -309,6 +313,7 @@ impl Store {
         Ok(Some(Block {
             header: stored.header,
             transactions,
+            evidence: stored.evidence,
         }))
     }
 

@@ -34,6 +34,8 @@ pub struct Metrics {
     pub block_execution_seconds: Histogram,
     pub block_commit_seconds: Histogram,
     pub evidence: Counter<u64, AtomicU64>,
+    pub peers: Gauge,
+    pub slashed: Counter,
 }
 
 impl Metrics {
@@ -53,6 +55,8 @@ impl Metrics {
             block_execution_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
             block_commit_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
             evidence: Counter::default(),
+            peers: Gauge::default(),
+            slashed: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -115,6 +119,12 @@ impl Metrics {
             "evidence",
             "Equivocation evidence observed",
             m.evidence.clone(),
+        );
+        registry.register("p2p_peers", "Connected peers", m.peers.clone());
+        registry.register(
+            "validators_slashed",
+            "Pieces of evidence applied by finalized blocks (each slashes and jails)",
+            m.slashed.clone(),
         );
         Metrics { registry, ..m }
     }

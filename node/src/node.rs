@@ -19,15 +19,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, Context, Result};
 use sou_consensus::{
-    Action, Application, Certificate, Config as EngineConfig, Digest, Engine, Input, Message,
-    Proposal, Recovered, Timer, ValidatorSet, Verdict, View,
+    Action, Application, Certificate, Config as EngineConfig, Digest, Engine, Evidence, Input,
+    Message, Proposal, Recovered, Timer, ValidatorSet, Verdict, View,
 };
 use sou_genesis::{ChainSpec, KeyFile};
 use sou_ledger::staking::epoch_of;
-use sou_ledger::{AdmitError, ExecutedBlock, Ledger, Mempool};
+use sou_ledger::{AdmitError, Checks, ExecutedBlock, Ledger, Mempool};
 use sou_p2p::{P2p, P2pConfig, SyncRequest, SyncResponse, Topic};
 use sou_rpc::{Backend, FinalizedEvent, NodeInfo};
-use sou_types::{Address, Block, Keypair, SignedTransaction, TxHash};
+use sou_types::{Address, Block, Keypair, Misbehaviour, SignedTransaction, TxHash};
 use tokio::sync::broadcast;
 use tracing::{info, warn};
 
@@ -154,12 +154,41 @@ fn consensus_set(set: &sou_ledger::state::ValidatorSet) -> ValidatorSet {
     )
 }
 
+/// Whether `m` holds up: its proof is consensus evidence against the
+/// validator set of `m.epoch`, naming `m.offender`, with id `m.id`.
+fn check_misbehaviour(ledger: &Ledger, m: &Misbehaviour) -> bool {
+    let Ok(e) = sou_types::codec::decode_bounded::<Evidence>(&m.proof, MAX_EVIDENCE_BYTES) else {
+        return false;
+    };
+    e.first.vote.epoch() == m.epoch
+        && e.id() == m.id
+        && evidence_offender(ledger, &e).is_some_and(|key| key == m.offender)
+}
+
+/// The offender's consensus key, if `e` holds up against the validator set
+/// of the epoch it was signed in.
+fn evidence_offender(ledger: &Ledger, e: &Evidence) -> Option<sou_types::PublicKey> {
+    let epoch = e.first.vote.epoch();
+    if e.second.vote.epoch() != epoch {
+        return None;
+    }
+    let set = ledger.validator_set(epoch).ok()??;
+    let ns = ledger.chain_id().as_str().as_bytes().to_vec();
+    e.verify(&consensus_set(&set), &ns).ok()
+}
+
 /// The application side of consensus: builds and checks blocks.
 struct ChainApp<'a> {
     shared: &'a Shared,
     pending: &'a mut HashMap<Digest, ExecutedBlock>,
     /// Block bodies received from peers, not yet executed.
     bodies: &'a HashMap<Digest, Block>,
+    /// Blocks recovered from the WAL, not yet executed.
+    logged: &'a HashMap<Digest, Block>,
+    /// Epoch seals voted on: seal digest to the epoch's last block.
+    seals: &'a mut HashMap<Digest, Digest>,
+    /// Evidence not yet in a block.
+    evidence: &'a mut Vec<Misbehaviour>,
     blocks_to_log: &'a mut Vec<Block>,
     proposer: Address,
     cfg: &'a NodeConfig,
@@ -167,67 +196,98 @@ struct ChainApp<'a> {
     epoch_end: u64,
 }
 
-impl Application for ChainApp<'_> {
-    fn propose(&mut self, _view: View, parent: Digest, parent_height: u64) -> Option<Digest> {
-        let ledger = &self.shared.ledger;
-        // Build only on the committed tip, and only within the epoch.
-        if parent != ledger.tip().hash || parent_height >= self.epoch_end {
-            return None;
-        }
-        let params = ledger.params();
-        let max_txs = (self.cfg.block.max_txs.min(params.max_block_txs)) as usize;
-        let max_bytes = self.cfg.block.max_bytes.min(params.max_block_bytes) as usize;
-        let txs = lock(&self.shared.mempool).select(max_txs, max_bytes);
-        let now = now_ms();
-        if txs.is_empty()
-            && now.saturating_sub(self.last_block_ms) < self.cfg.block.empty_block_interval_ms
-        {
-            return None;
-        }
-        let verified: HashSet<TxHash> = txs.iter().map(SignedTransaction::hash).collect();
-        let start = Instant::now();
-        let (executed, applied) =
-            match ledger.propose(txs, self.proposer, now, &|h| verified.contains(h)) {
-                Ok(r) => r,
-                Err(e) => {
-                    warn!(error = %e, "could not build a block");
-                    return None;
-                }
-            };
-        self.shared
-            .metrics
-            .block_execution_seconds
-            .observe(start.elapsed().as_secs_f64());
-        if !applied.invalid.is_empty() {
-            let drop: Vec<TxHash> = applied.invalid.iter().map(|(h, _)| *h).collect();
-            lock(&self.shared.mempool).remove(&drop);
-        }
-        let hash = executed.block.hash();
-        self.blocks_to_log.push(executed.block.clone());
-        self.pending.insert(hash, executed);
-        Some(hash)
+/// The digest that stands for "the epoch ends with block `end`" in a view
+/// after the epoch's last block.
+///
+/// An epoch ends at a fixed height, but its last block may be notarized and
+/// not finalized (some validators nullified its view after voting for it).
+/// Simplex finalizes a block through its descendants, and there may be no
+/// real block after the epoch's last, so the leaders of later views propose
+/// seals: digests with no body that extend the last block. Finalizing a seal
+/// finalizes the last block, which is then stored with the seal's
+/// certificate as its proof.
+fn epoch_seal(end: &Digest, height: u64) -> Digest {
+    let mut data = end.0.to_vec();
+    data.extend_from_slice(&height.to_be_bytes());
+    sou_types::Hash::domain("sou/consensus/epoch-seal", &data)
+}
+
+/// Finds the epoch's last block that `seal` (at `height`) stands for, among
+/// the seals voted on and the blocks held at `end_height`.
+fn resolve_seal<'b>(
+    seals: &HashMap<Digest, Digest>,
+    held: impl IntoIterator<Item = (&'b Digest, u64)>,
+    seal: &Digest,
+    height: u64,
+    end_height: u64,
+) -> Option<Digest> {
+    if let Some(end) = seals.get(seal) {
+        return Some(*end);
+    }
+    held.into_iter()
+        .filter(|(_, h)| *h == end_height)
+        .map(|(d, _)| *d)
+        .find(|d| epoch_seal(d, height) == *seal)
+}
+
+impl ChainApp<'_> {
+    fn body(&self, digest: &Digest) -> Option<&Block> {
+        self.bodies.get(digest).or_else(|| self.logged.get(digest))
     }
 
-    fn verify(&mut self, p: &Proposal) -> Verdict {
-        if p.height > self.epoch_end {
-            return Verdict::Invalid;
+    /// The epoch's last block that a proposal after it extends: its parent
+    /// itself, or the block an earlier seal stands for.
+    fn epoch_end_block(&mut self, parent: Digest, parent_height: u64) -> Result<Digest, Verdict> {
+        if parent_height == self.epoch_end {
+            if parent != self.shared.ledger.tip().hash {
+                self.ancestry(parent)?;
+            }
+            return Ok(parent);
         }
-        if let Some(b) = self.pending.get(&p.payload) {
-            return (b.block.header.height == p.height && b.block.header.parent == p.parent).into();
+        self.seals.get(&parent).copied().ok_or(Verdict::Later)
+    }
+
+    /// The uncommitted blocks from the committed tip up to `parent`, oldest
+    /// first, each executed (bodies not yet executed are executed now, in
+    /// order). Simplex builds on a notarized parent that may not be final
+    /// yet: a block is finalized through its descendants too, so waiting
+    /// for the parent's own finalization could stall the chain for good.
+    fn ancestry(&mut self, parent: Digest) -> Result<Vec<Digest>, Verdict> {
+        let tip = self.shared.ledger.tip();
+        let mut chain = Vec::new();
+        let mut digest = parent;
+        while digest != tip.hash {
+            let (prev, height) = if let Some(e) = self.pending.get(&digest) {
+                (e.block.header.parent, e.block.height())
+            } else if let Some(b) = self.body(&digest) {
+                (b.header.parent, b.height())
+            } else {
+                return Err(Verdict::Later); // a body on the way has not arrived
+            };
+            if height <= tip.height {
+                return Err(Verdict::Invalid); // off the finalized chain
+            }
+            chain.push(digest);
+            digest = prev;
         }
-        let Some(block) = self.bodies.get(&p.payload) else {
-            return Verdict::Later; // the body has not arrived yet
-        };
-        if block.header.height != p.height || block.header.parent != p.parent {
-            return Verdict::Invalid;
+        chain.reverse();
+        for i in 0..chain.len() {
+            if self.pending.contains_key(&chain[i]) {
+                continue;
+            }
+            let Some(block) = self.body(&chain[i]).cloned() else {
+                return Err(Verdict::Later);
+            };
+            match self.execute(&chain[..i], chain[i], block) {
+                Verdict::Valid => {}
+                v => return Err(v),
+            }
         }
-        if block.header.timestamp_ms > now_ms().saturating_add(MAX_CLOCK_DRIFT_MS) {
-            return Verdict::Invalid;
-        }
-        let ledger = &self.shared.ledger;
-        if block.header.parent != ledger.tip().hash {
-            return Verdict::Later; // the parent is notarized but not yet committed here
-        }
+        Ok(chain)
+    }
+
+    /// Executes `block` on the uncommitted `chain` and keeps the result.
+    fn execute(&mut self, chain: &[Digest], digest: Digest, block: Block) -> Verdict {
         // Transactions this node admitted were verified then.
         let verified: HashSet<TxHash> = {
             let pool = lock(&self.shared.mempool);
@@ -239,13 +299,21 @@ impl Application for ChainApp<'_> {
                 .collect()
         };
         let start = Instant::now();
-        match ledger.execute(block.clone(), &|h| verified.contains(h)) {
+        let ancestors: Vec<&ExecutedBlock> =
+            chain.iter().filter_map(|d| self.pending.get(d)).collect();
+        let ledger = &self.shared.ledger;
+        let checks = Checks {
+            verified: &|h| verified.contains(h),
+            evidence: &|m| check_misbehaviour(ledger, m),
+        };
+        let result = ledger.execute_on(&ancestors, block, &checks);
+        match result {
             Ok(executed) => {
                 self.shared
                     .metrics
                     .block_execution_seconds
                     .observe(start.elapsed().as_secs_f64());
-                self.pending.insert(p.payload, executed);
+                self.pending.insert(digest, executed);
                 Verdict::Valid
             }
             Err(
@@ -253,7 +321,7 @@ impl Application for ChainApp<'_> {
                 | sou_ledger::Error::InvalidTxInBlock { .. }
                 | sou_ledger::Error::NotNext { .. }),
             ) => {
-                warn!(error = %e, view = p.view, "invalid proposal");
+                warn!(error = %e, block = %digest, "invalid proposal");
                 Verdict::Invalid
             }
             Err(e) => {
@@ -264,10 +332,125 @@ impl Application for ChainApp<'_> {
     }
 }
 
+impl Application for ChainApp<'_> {
+    fn propose(&mut self, _view: View, parent: Digest, parent_height: u64) -> Option<Digest> {
+        if parent_height >= self.epoch_end {
+            // The epoch is over: seal its last block.
+            let end = self.epoch_end_block(parent, parent_height).ok()?;
+            let seal = epoch_seal(&end, parent_height + 1);
+            self.seals.insert(seal, end);
+            return Some(seal);
+        }
+        // On the notarized chain, final or not.
+        let chain = self.ancestry(parent).ok()?;
+        let ancestors: Vec<&ExecutedBlock> =
+            chain.iter().filter_map(|d| self.pending.get(d)).collect();
+        let ledger = &self.shared.ledger;
+        let params = ledger.params();
+        let max_txs = (self.cfg.block.max_txs.min(params.max_block_txs)) as usize;
+        let max_bytes = self.cfg.block.max_bytes.min(params.max_block_bytes) as usize;
+        let included: HashSet<TxHash> = ancestors
+            .iter()
+            .flat_map(|e| e.receipts.iter().map(|r| r.tx_hash))
+            .collect();
+        let txs =
+            lock(&self.shared.mempool).select_after(max_txs, max_bytes, &|h| included.contains(h));
+        let now = now_ms();
+        let last_block_ms = ancestors
+            .last()
+            .map_or(self.last_block_ms, |e| e.block.header.timestamp_ms);
+        if txs.is_empty()
+            && now.saturating_sub(last_block_ms) < self.cfg.block.empty_block_interval_ms
+        {
+            return None;
+        }
+        let verified: HashSet<TxHash> = txs.iter().map(SignedTransaction::hash).collect();
+        // Evidence an ancestor already holds is not offered again.
+        let evidence: Vec<Misbehaviour> = self
+            .evidence
+            .iter()
+            .filter(|m| {
+                !ancestors
+                    .iter()
+                    .any(|a| a.block.evidence.iter().any(|e| e.id == m.id))
+            })
+            .cloned()
+            .collect();
+        let offered: Vec<sou_types::Hash> = evidence.iter().map(|m| m.id).collect();
+        let checks = Checks {
+            verified: &|h| verified.contains(h),
+            evidence: &|m| check_misbehaviour(ledger, m),
+        };
+        let start = Instant::now();
+        let (executed, applied) =
+            match ledger.propose_on(&ancestors, txs, evidence, self.proposer, now, &checks) {
+                Ok(r) => r,
+                Err(e) => {
+                    warn!(error = %e, "could not build a block");
+                    return None;
+                }
+            };
+        drop(ancestors);
+        self.shared
+            .metrics
+            .block_execution_seconds
+            .observe(start.elapsed().as_secs_f64());
+        if !applied.invalid.is_empty() {
+            let drop: Vec<TxHash> = applied.invalid.iter().map(|(h, _)| *h).collect();
+            lock(&self.shared.mempool).remove(&drop);
+        }
+        // Evidence offered and refused (used, or its offender already
+        // jailed for good) would be refused again: forget it.
+        let held = &executed.block.evidence;
+        if held.len() < sou_ledger::MAX_BLOCK_EVIDENCE {
+            self.evidence
+                .retain(|m| !offered.contains(&m.id) || held.iter().any(|e| e.id == m.id));
+        }
+        let hash = executed.block.hash();
+        self.blocks_to_log.push(executed.block.clone());
+        self.pending.insert(hash, executed);
+        Some(hash)
+    }
+
+    fn verify(&mut self, p: &Proposal) -> Verdict {
+        if p.height > self.epoch_end {
+            let end = match self.epoch_end_block(p.parent, p.height - 1) {
+                Ok(end) => end,
+                Err(v) => return v,
+            };
+            if p.payload != epoch_seal(&end, p.height) {
+                return Verdict::Invalid;
+            }
+            self.seals.insert(p.payload, end);
+            return Verdict::Valid;
+        }
+        if let Some(b) = self.pending.get(&p.payload) {
+            return (b.block.header.height == p.height && b.block.header.parent == p.parent).into();
+        }
+        let Some(block) = self.body(&p.payload).cloned() else {
+            return Verdict::Later; // the body has not arrived yet
+        };
+        if block.header.height != p.height || block.header.parent != p.parent {
+            return Verdict::Invalid;
+        }
+        if block.header.timestamp_ms > now_ms().saturating_add(MAX_CLOCK_DRIFT_MS) {
+            return Verdict::Invalid;
+        }
+        match self.ancestry(p.parent) {
+            Ok(chain) => self.execute(&chain, p.payload, block),
+            Err(v) => v,
+        }
+    }
+}
+
 /// How far ahead of our clock a proposed block's timestamp may be.
 const MAX_CLOCK_DRIFT_MS: u64 = 10_000;
 /// Most block bodies held for proposals not yet decided.
 const MAX_HELD_BODIES: usize = 256;
+/// Largest encoded evidence (two votes) accepted.
+const MAX_EVIDENCE_BYTES: usize = 4 * 1024;
+/// Most pieces of evidence waiting for a block.
+const MAX_HELD_EVIDENCE: usize = 256;
 /// Most blocks in one sync response.
 const MAX_SYNC_BLOCKS: u32 = 64;
 /// Most bytes of blocks in one sync response.
@@ -289,6 +472,10 @@ struct Driver {
     logged_blocks: HashMap<Digest, Block>,
     /// Block bodies from peers for proposals not yet decided.
     bodies: HashMap<Digest, Block>,
+    /// Epoch seals voted on (see [`epoch_seal`]).
+    seals: HashMap<Digest, Digest>,
+    /// Evidence of double signing not yet in a block.
+    evidence: Vec<Misbehaviour>,
     p2p: Option<P2p>,
     /// A finalized block is missing here: ask peers.
     need_sync: bool,
@@ -371,6 +558,9 @@ impl Driver {
                 shared: &self.shared,
                 pending: &mut self.pending,
                 bodies: &self.bodies,
+                logged: &self.logged_blocks,
+                seals: &mut self.seals,
+                evidence: &mut self.evidence,
                 blocks_to_log: &mut blocks_to_log,
                 proposer: self.proposer,
                 cfg: &self.cfg,
@@ -421,6 +611,10 @@ impl Driver {
                         view = e.first.vote.view(),
                         "equivocation evidence"
                     );
+                    if let Some(p2p) = &self.p2p {
+                        p2p.publish(Topic::Evidence, borsh::to_vec(&e)?);
+                    }
+                    self.hold_evidence(&e);
                 }
             }
         }
@@ -430,6 +624,37 @@ impl Driver {
         Ok(())
     }
 
+    /// Keeps evidence that holds up for a block of ours to carry.
+    fn hold_evidence(&mut self, e: &Evidence) -> bool {
+        let id = e.id();
+        if self.evidence.iter().any(|m| m.id == id) {
+            return true;
+        }
+        let Some(offender) = evidence_offender(&self.shared.ledger, e) else {
+            return false;
+        };
+        if self.evidence.len() < MAX_HELD_EVIDENCE {
+            self.evidence.push(Misbehaviour {
+                epoch: e.first.vote.epoch(),
+                offender,
+                id,
+                proof: borsh::to_vec(e).unwrap_or_default(),
+            });
+        }
+        true
+    }
+
+    /// Checks against our mempool and the consensus rules, for blocks
+    /// executed outside consensus (committing, syncing).
+    fn execute_block(&self, block: Block) -> Result<ExecutedBlock> {
+        let ledger = &self.shared.ledger;
+        let checks = Checks {
+            verified: &|_| false,
+            evidence: &|m| check_misbehaviour(ledger, m),
+        };
+        Ok(ledger.execute_on(&[], block, &checks)?)
+    }
+
     /// Commits the finalized block and any uncommitted ancestors, in order.
     fn commit_finalized(&mut self, cert: &Certificate) -> Result<()> {
         let Some(p) = cert.vote.proposal() else {
@@ -437,12 +662,29 @@ impl Driver {
         };
         let ledger = &self.shared.ledger;
         let tip = ledger.tip();
-        if p.height <= tip.height {
+        let mut digest = p.payload;
+        if p.height > self.epoch_end {
+            // A seal: the epoch's last block is final.
+            let held = self
+                .pending
+                .iter()
+                .map(|(d, e)| (d, e.block.height()))
+                .chain(self.bodies.iter().map(|(d, b)| (d, b.height())))
+                .chain(self.logged_blocks.iter().map(|(d, b)| (d, b.height())))
+                .chain(std::iter::once((&tip.hash, tip.height)));
+            match resolve_seal(&self.seals, held, &p.payload, p.height, self.epoch_end) {
+                Some(end) => digest = end,
+                None => {
+                    self.need_sync = true;
+                    return Ok(());
+                }
+            }
+        }
+        if digest == tip.hash || p.height.min(self.epoch_end) <= tip.height {
             return Ok(());
         }
         // Walk back to the tip through the blocks we hold.
         let mut chain = Vec::new();
-        let mut digest = p.payload;
         loop {
             if digest == tip.hash {
                 break;
@@ -474,7 +716,7 @@ impl Driver {
                         .remove(&digest)
                         .or_else(|| self.bodies.remove(&digest))
                         .ok_or_else(|| anyhow!("finalized block {digest} vanished"))?;
-                    ledger.execute(block, &|_| false)?
+                    self.execute_block(block)?
                 }
             };
             let start = Instant::now();
@@ -488,12 +730,18 @@ impl Driver {
             m.finalized_height.set(height as i64);
             m.transactions_finalized.inc_by(txs as u64);
             m.transactions_per_block.observe(txs as f64);
+            m.slashed.inc_by(executed.block.evidence.len() as u64);
+            for e in &executed.block.evidence {
+                warn!(height, offender = %e.offender, "double signing slashed");
+            }
             if let Some(prev) = self.last_commit.replace(Instant::now()) {
                 m.block_interval_seconds
                     .observe(prev.elapsed().as_secs_f64());
             }
             self.last_block_ms = executed.block.header.timestamp_ms;
             let included: Vec<TxHash> = executed.receipts.iter().map(|r| r.tx_hash).collect();
+            let used = &executed.block.evidence;
+            self.evidence.retain(|m| !used.iter().any(|e| e.id == m.id));
             {
                 let mut pool = lock(&self.shared.mempool);
                 pool.update(&included, ledger)?;
@@ -562,6 +810,7 @@ impl Driver {
         );
         self.engine = engine;
         self.epoch_end = epoch_end;
+        self.seals.clear();
         self.proposer = proposer;
         self.timers.clear();
         self.handle(Input::Start)
@@ -615,6 +864,22 @@ impl Driver {
                 {
                     self.bodies.insert(block.hash(), block);
                     self.handle(Input::Wake)?;
+                }
+            }
+            Topic::Evidence => {
+                let Ok(e) = sou_types::codec::decode_bounded::<Evidence>(data, MAX_EVIDENCE_BYTES)
+                else {
+                    p2p.report(id, source, false);
+                    return Ok(());
+                };
+                let valid = self.hold_evidence(&e);
+                p2p.report(id, source, valid);
+                if valid {
+                    warn!(
+                        validator = e.first.signer,
+                        view = e.first.vote.view(),
+                        "equivocation evidence from a peer"
+                    );
                 }
             }
             Topic::Transactions => {
@@ -717,17 +982,24 @@ impl Driver {
             if block.header.parent != expected_parent {
                 break;
             }
+            let (hash, height) = (block.hash(), block.height());
             waiting.push((block, proof));
-            if p.payload != waiting.last().map(|(b, _)| b.hash()).unwrap_or_default() {
-                continue; // finalized by a descendant: wait for it
+            // The certificate is on this block, or on a seal of the epoch
+            // this block ends; otherwise on a descendant: wait for it.
+            let length = self.shared.ledger.params().epoch_length_blocks.max(1);
+            let certifies = p.payload == hash
+                || (height % length == 0
+                    && p.height > height
+                    && p.payload == epoch_seal(&hash, p.height));
+            if !certifies {
+                continue;
             }
             // Check the certificate with the set of its epoch.
-            let length = self.shared.ledger.params().epoch_length_blocks.max(1);
-            let epoch = epoch_of(p.height, length);
+            let epoch = epoch_of(height, length);
             let Some(set) = self.shared.ledger.validator_set(epoch)? else {
                 break;
             };
-            if cert.verify(&consensus_set(&set), &ns).is_err() {
+            if cert.vote.epoch() != epoch || cert.verify(&consensus_set(&set), &ns).is_err() {
                 warn!(
                     height = p.height,
                     "a peer sent a block with an invalid finality certificate"
@@ -735,7 +1007,7 @@ impl Driver {
                 break;
             }
             for (block, proof) in std::mem::take(&mut waiting) {
-                let executed = self.shared.ledger.execute(block, &|_| false)?;
+                let executed = self.execute_block(block)?;
                 self.shared
                     .ledger
                     .commit_with_finality(&executed, Some(&proof))?;
@@ -800,6 +1072,7 @@ impl Driver {
                             if let Some((view, timer)) = self.timers.remove(&(at, seq)) {
                                 if timer == Timer::View && view == self.engine.view() {
                                     self.shared.metrics.consensus_timeouts.inc();
+                                    info!(view, "view timed out");
                                 }
                                 self.handle(Input::Timer { view, timer })?;
                             }
@@ -814,7 +1087,10 @@ impl Driver {
                             p2p.respond(channel, resp);
                         }
                     }
-                    Some(sou_p2p::Event::PeerCount(n)) => lock(&self.shared.info).peers = n,
+                    Some(sou_p2p::Event::PeerCount(n)) => {
+                        lock(&self.shared.info).peers = n;
+                        self.shared.metrics.peers.set(n as i64);
+                    }
                     None => events = None,
                 },
                 _ = sync_tick.tick(), if self.p2p.is_some() && !self.sync_inflight => {
@@ -931,6 +1207,8 @@ pub async fn start(home: &Path) -> Result<()> {
         last_commit: None,
         blocks_since_compact: 0,
         bodies: HashMap::new(),
+        seals: HashMap::new(),
+        evidence: Vec::new(),
         p2p,
         need_sync: false,
         sync_inflight: false,

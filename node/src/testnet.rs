@@ -44,6 +44,9 @@ pub struct TestnetArgs {
     pub p2p_port: u16,
     #[arg(long, default_value = "sou-devnet")]
     pub chain_id: String,
+    /// Blocks per epoch (the validator set changes at epoch ends).
+    #[arg(long)]
+    pub epoch_length: Option<u64>,
     /// Only create the homes and keys; start nothing.
     #[arg(long)]
     pub init_only: bool,
@@ -71,8 +74,10 @@ fn create(args: &TestnetArgs) -> Result<()> {
         seed: args.seed,
         validators: args.validators,
         accounts: args.accounts,
+        epoch_length_blocks: args.epoch_length,
         ..TestnetOptions::default()
     })?;
+    net.spec.validate()?;
     let spec = net.spec.to_json();
     let p2p_addr = |i: usize| format!("/ip4/127.0.0.1/tcp/{}", args.p2p_port + i as u16);
     for (i, (operator, consensus)) in net.validators.iter().enumerate() {

@@ -33,6 +33,8 @@ pub enum Topic {
     Transactions,
     Consensus,
     Blocks,
+    /// Evidence of validator misbehaviour (double signing).
+    Evidence,
 }
 
 impl Topic {
@@ -41,11 +43,17 @@ impl Topic {
             Topic::Transactions => "sou/tx/1",
             Topic::Consensus => "sou/consensus/1",
             Topic::Blocks => "sou/block/1",
+            Topic::Evidence => "sou/evidence/1",
         }
     }
 
-    fn all() -> [Topic; 3] {
-        [Topic::Transactions, Topic::Consensus, Topic::Blocks]
+    fn all() -> [Topic; 4] {
+        [
+            Topic::Transactions,
+            Topic::Consensus,
+            Topic::Blocks,
+            Topic::Evidence,
+        ]
     }
 
     fn from_hash(h: &gossipsub::TopicHash) -> Option<Topic> {

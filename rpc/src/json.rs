@@ -16,6 +16,7 @@ pub fn header(h: &BlockHeader, tx_count: usize) -> Value {
         "timestampMs": h.timestamp_ms,
         "txRoot": h.tx_root,
         "stateRoot": h.state_root,
+        "evidenceRoot": h.evidence_root,
         "chainId": h.chain_id,
         "txCount": tx_count,
     })
@@ -31,6 +32,11 @@ pub fn block(b: &Block, full: bool) -> Value {
     } else {
         b.transactions.iter().map(|t| json!(t.hash())).collect()
     };
+    v["evidence"] = b
+        .evidence
+        .iter()
+        .map(|e| json!({"epoch": e.epoch, "offender": e.offender, "id": e.id}))
+        .collect();
     v
 }
 

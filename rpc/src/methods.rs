@@ -259,7 +259,22 @@ fn register(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::RegisterMetho
         let height = height.unwrap_or(ledger.tip().height + 1);
         let epoch = epoch_of(height, ledger.params().epoch_length_blocks);
         match ledger.validator_set(epoch).map_err(internal)? {
-            Some(set) => Ok(json!({"height": height, "epoch": epoch, "validators": set.validators, "totalPower": set.total_power().to_string()})),
+            Some(set) => {
+                let total = set.total_power().to_string();
+                let mut validators = Vec::with_capacity(set.validators.len());
+                for v in set.validators {
+                    // The current record too: stake now, and whether jailed.
+                    let now = ledger.validator(&v.operator).map_err(internal)?;
+                    validators.push(json!({
+                        "operator": v.operator,
+                        "consensusKey": v.consensus_key,
+                        "power": v.power,
+                        "tokens": now.as_ref().map(|n| n.tokens),
+                        "jailedUntil": now.as_ref().and_then(|n| n.jailed_until),
+                    }));
+                }
+                Ok(json!({"height": height, "epoch": epoch, "validators": validators, "totalPower": total}))
+            }
             None => Err(err(-32001, format!("no validator set for height {height} (epoch {epoch})"))),
         }
     })?;

@@ -385,27 +385,41 @@ fn free_range(n: usize, avoid: &[u16]) -> u16 {
 impl TestNet {
     /// Creates `n` validator homes; `configure` edits each node's config.
     pub fn new(n: usize, configure: impl Fn(&mut toml::Table)) -> TestNet {
+        Self::with_args(n, &[], configure)
+    }
+
+    /// [`TestNet::new`] with more `sou testnet` arguments (for example
+    /// `--epoch-length`).
+    pub fn with_args(n: usize, args: &[&str], configure: impl Fn(&mut toml::Table)) -> TestNet {
         let tmp = tempfile::tempdir().expect("a temporary directory");
         let dir = tmp.path().join("net");
         let rpc = free_range(n, &[]);
         let metrics = free_range(n, &[rpc]);
         let p2p = free_range(n, &[rpc, metrics]);
-        sou_ok(&[
+        let (n_s, rpc_s, metrics_s, p2p_s) = (
+            n.to_string(),
+            rpc.to_string(),
+            metrics.to_string(),
+            p2p.to_string(),
+        );
+        let mut all = vec![
             "testnet",
             "--init-only",
             "--validators",
-            &n.to_string(),
+            &n_s,
             "--accounts",
             "4",
             "--dir",
             dir.to_str().expect("utf-8 path"),
             "--rpc-port",
-            &rpc.to_string(),
+            &rpc_s,
             "--metrics-port",
-            &metrics.to_string(),
+            &metrics_s,
             "--p2p-port",
-            &p2p.to_string(),
-        ]);
+            &p2p_s,
+        ];
+        all.extend_from_slice(args);
+        sou_ok(&all);
         let nodes = (0..n)
             .map(|i| {
                 let home = dir.join(format!("node{i}"));
@@ -460,11 +474,22 @@ impl TestNet {
                     .iter()
                     .map(|n| {
                         let log = n.log();
-                        let tail: Vec<&str> = log.lines().rev().take(8).collect();
+                        let lines = std::env::var("SOU_TEST_LOG_LINES")
+                            .ok()
+                            .and_then(|v| v.parse().ok())
+                            .unwrap_or(8);
+                        let tail: Vec<&str> = log.lines().rev().take(lines).collect();
+                        let metrics: Vec<String> = n
+                            .metrics_text()
+                            .lines()
+                            .filter(|l| l.starts_with("sou_") && !l.contains("_bucket"))
+                            .map(str::to_string)
+                            .collect();
                         format!(
-                            "--- {}:\n{}",
+                            "--- {}:\n{}\n{}",
                             n.home.display(),
-                            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                            tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+                            metrics.join(" ")
                         )
                     })
                     .collect();

@@ -6,7 +6,7 @@ use borsh::{BorshDeserialize, BorshSerialize};
 use crate::codec::{decode_bounded, encode};
 use crate::hash::merkle_root;
 use crate::limits::MAX_BLOCK_BYTES;
-use crate::{Address, ChainId, Hash, Result, SignedTransaction, TxHash};
+use crate::{Address, ChainId, Hash, PublicKey, Result, SignedTransaction, TxHash};
 
 /// Domain of block hashes.
 const BLOCK_HASH_CONTEXT: &str = "sou block header v1";
@@ -27,6 +27,8 @@ pub struct BlockHeader {
     pub timestamp_ms: u64,
     /// Merkle root of the transaction hashes, in block order.
     pub tx_root: Hash,
+    /// Merkle root of the evidence hashes, in block order.
+    pub evidence_root: Hash,
     /// The state root after executing this block.
     pub state_root: Hash,
 }
@@ -41,6 +43,38 @@ impl BlockHeader {
 pub struct Block {
     pub header: BlockHeader,
     pub transactions: Vec<SignedTransaction>,
+    /// Proofs of validator misbehaviour, for the ledger to slash.
+    pub evidence: Vec<Misbehaviour>,
+}
+
+/// Proof that a validator misbehaved (signed two conflicting consensus
+/// votes), carried in a block so that the ledger slashes the offender.
+///
+/// The ledger does not read consensus messages: the node checks `proof`
+/// with the consensus rules and the validator set of `epoch`, and the
+/// ledger slashes the validator whose consensus key is `offender`.
+#[derive(Clone, PartialEq, Eq, Debug, BorshSerialize, BorshDeserialize)]
+pub struct Misbehaviour {
+    /// The epoch whose validator set the offender signed in.
+    pub epoch: u64,
+    /// The offender's consensus key.
+    pub offender: PublicKey,
+    /// The evidence's stable id (what the ledger records to slash once).
+    pub id: Hash,
+    /// The evidence as consensus encodes it.
+    pub proof: Vec<u8>,
+}
+
+impl Misbehaviour {
+    pub fn hash(&self) -> Hash {
+        Hash::domain("sou misbehaviour v1", &encode(self))
+    }
+}
+
+/// The evidence root of a block with this evidence.
+pub fn evidence_root(evidence: &[Misbehaviour]) -> Hash {
+    let hashes: Vec<Hash> = evidence.iter().map(Misbehaviour::hash).collect();
+    merkle_root(&hashes)
 }
 
 impl Block {
@@ -87,6 +121,7 @@ mod tests {
             proposer: Address([1; 32]),
             timestamp_ms: 1_700_000_000_000,
             tx_root: tx_root(&[]),
+            evidence_root: evidence_root(&[]),
             state_root: Hash::ZERO,
         }
     }
@@ -107,6 +142,7 @@ mod tests {
         let b = Block {
             header: header(3),
             transactions: vec![],
+            evidence: vec![],
         };
         assert_eq!(Block::decode(&b.encode()).unwrap(), b);
         assert!(Block::decode(&[1, 2, 3]).is_err());

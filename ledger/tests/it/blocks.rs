@@ -300,3 +300,79 @@ fn blocks_transactions_receipts_and_history_are_stored() {
     assert_eq!(store.block(tip.height).unwrap().unwrap().hash(), tip.hash);
     assert_eq!(full_state_root(&c.ledger), c.ledger.state_root());
 }
+
+/// No transaction verified beforehand, no evidence holds up.
+const CHECKS: sou_ledger::Checks<'static> = sou_ledger::Checks {
+    verified: &no_verified,
+    evidence: &|_| false,
+};
+
+#[test]
+fn blocks_built_on_an_uncommitted_chain_match_blocks_built_after_each_commit() {
+    let a = chain(3);
+    let b = chain(3);
+    let ts = a.ledger.tip_header().timestamp_ms + 1;
+    // Three blocks on top of one another, none committed; the second
+    // spends what the first credited.
+    let mut pending: Vec<sou_ledger::ExecutedBlock> = Vec::new();
+    for round in 0..3u64 {
+        let txs: Vec<_> = (0..3)
+            .map(|i| {
+                a.tx_nonce(
+                    a.user(i),
+                    round,
+                    transfer(a.addr((i + 1) % 3), 1_000 + round as u128),
+                )
+            })
+            .collect();
+        let ancestors: Vec<&sou_ledger::ExecutedBlock> = pending.iter().collect();
+        let (executed, applied) = a
+            .ledger
+            .propose_on(&ancestors, txs, vec![], a.addr(0), ts, &CHECKS)
+            .unwrap();
+        assert!(applied.invalid.is_empty(), "{:?}", applied.invalid);
+        assert_eq!(executed.receipts.len(), 3);
+        // Another node checks it on the same uncommitted chain.
+        let again = b
+            .ledger
+            .execute_on(&ancestors, executed.block.clone(), &CHECKS)
+            .unwrap();
+        assert_eq!(again.state_root(), executed.state_root());
+        pending.push(executed);
+    }
+    // A block that does not extend the given chain is refused.
+    let stray = pending[2].block.clone();
+    let first: Vec<&sou_ledger::ExecutedBlock> = pending.iter().take(1).collect();
+    assert!(b.ledger.execute_on(&first, stray, &CHECKS).is_err());
+    // A transaction already in an ancestor is not included again.
+    let dup = a.tx_nonce(a.user(0), 0, transfer(a.addr(1), 1_000));
+    let all: Vec<&sou_ledger::ExecutedBlock> = pending.iter().collect();
+    let (e, applied) = a
+        .ledger
+        .propose_on(&all, vec![dup], vec![], a.addr(0), ts, &CHECKS)
+        .unwrap();
+    assert!(e.receipts.is_empty());
+    assert_eq!(applied.invalid.len() + applied.not_included, 1);
+    // Committed in order, they give the state of a chain that committed
+    // each block before building the next.
+    for e in &pending {
+        a.ledger.commit(e).unwrap();
+    }
+    let c = chain(3);
+    for round in 0..3u64 {
+        let txs: Vec<_> = (0..3)
+            .map(|i| {
+                c.tx_nonce(
+                    c.user(i),
+                    round,
+                    transfer(c.addr((i + 1) % 3), 1_000 + round as u128),
+                )
+            })
+            .collect();
+        let (executed, _) = c.ledger.propose(txs, c.addr(0), ts, &no_verified).unwrap();
+        c.ledger.commit(&executed).unwrap();
+    }
+    assert_eq!(a.ledger.state_root(), c.ledger.state_root());
+    assert_eq!(full_state_root(&a.ledger), a.ledger.state_root());
+    assert_eq!(a.ledger.tip().height, c.ledger.tip().height);
+}

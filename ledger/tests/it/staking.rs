@@ -352,3 +352,78 @@ fn the_set_is_never_left_empty() {
         2
     );
 }
+
+fn misbehaviour(offender: sou_types::PublicKey, tag: &[u8]) -> sou_types::Misbehaviour {
+    sou_types::Misbehaviour {
+        epoch: 0,
+        offender,
+        id: Hash::domain("sou test evidence v1", tag),
+        proof: tag.to_vec(),
+    }
+}
+
+#[test]
+fn evidence_in_a_block_slashes_and_jails_for_good_once() {
+    let mut c = chain(0);
+    let op = c.keys.validators[1].address();
+    let key = Keypair::derive_insecure(42, "cons1").public();
+    let before = c.ledger.validator(&op).unwrap().unwrap().tokens;
+    let supply = c.supply(NATIVE);
+    // What the node's consensus check accepts: proofs starting with "ok".
+    let check = |m: &sou_types::Misbehaviour| m.proof.starts_with(b"ok");
+    let checks = sou_ledger::Checks {
+        verified: &no_verified,
+        evidence: &check,
+    };
+    let proposer = c.keys.validators[0].address();
+    let ts = c.ledger.tip_header().timestamp_ms + 1;
+    let stranger = Keypair::derive_insecure(9, "nobody").public();
+    let offered = vec![
+        misbehaviour(key, b"bad proof"),
+        misbehaviour(stranger, b"ok: not a validator"),
+        misbehaviour(key, b"ok: first"),
+        misbehaviour(key, b"ok: first"),
+        misbehaviour(key, b"ok: second"),
+    ];
+    let (executed, _) = c
+        .ledger
+        .propose_on(&[], vec![], offered, proposer, ts, &checks)
+        .unwrap();
+    // Only the first piece that holds up is kept: the offender is then
+    // jailed for good and further evidence against it is pointless.
+    assert_eq!(executed.block.evidence.len(), 1);
+    assert_eq!(executed.block.evidence[0].proof, b"ok: first");
+    // Another node executes the block to the same state.
+    let other = chain(0);
+    let again = other
+        .ledger
+        .execute_on(&[], executed.block.clone(), &checks)
+        .unwrap();
+    assert_eq!(again.state_root(), executed.state_root());
+    // A block whose evidence does not hold up, or was used, is invalid.
+    let strict = sou_ledger::Checks {
+        verified: &no_verified,
+        evidence: &|_| false,
+    };
+    assert!(matches!(
+        other
+            .ledger
+            .execute_on(&[], executed.block.clone(), &strict),
+        Err(Error::InvalidBlock { .. })
+    ));
+    c.ledger.commit(&executed).unwrap();
+    let v = c.ledger.validator(&op).unwrap().unwrap();
+    let fraction = u128::from(c.ledger.params().slash_double_sign_ppm);
+    assert_eq!(v.tokens.0, before.0 - before.0 * fraction / 1_000_000);
+    assert_eq!(v.jailed_until, Some(u64::MAX));
+    assert_eq!(c.supply(NATIVE), supply - (before.0 - v.tokens.0));
+    let mut replay = executed.block.clone();
+    replay.header.height += 1;
+    replay.header.parent = executed.block.hash();
+    assert!(c.ledger.execute_on(&[], replay, &checks).is_err());
+    // The jailed validator leaves the set at the epoch's end.
+    let next = c.run_to_epoch_end();
+    let set = c.ledger.validator_set(next).unwrap().unwrap();
+    assert!(set.validators.iter().all(|v| v.operator != op));
+    assert_conserved(&c.ledger);
+}

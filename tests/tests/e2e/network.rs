@@ -238,3 +238,126 @@ fn a_peer_flooding_garbage_is_disconnected_and_the_chain_goes_on() {
     let h = net.max_height();
     net.wait_all(h + 5, 60);
 }
+
+/// Every running node has the same block hash and state root at every
+/// height up to `to`.
+fn assert_agree(net: &TestNet, to: u64) {
+    let running: Vec<usize> = (0..net.nodes.len())
+        .filter(|&i| net.nodes[i].is_running())
+        .collect();
+    for h in 1..=to {
+        let b0 = block(net, running[0], h);
+        for &i in &running[1..] {
+            let b = block(net, i, h);
+            assert_eq!(b["hash"], b0["hash"], "height {h}: node {i} differs");
+            assert_eq!(b["stateRoot"], b0["stateRoot"], "height {h}: node {i}");
+        }
+    }
+}
+
+/// A validator's record (stake, jail) as `account_get` shows it.
+fn validator(net: &TestNet, node: usize, operator: &str) -> serde_json::Value {
+    net.nodes[node].ok("account_get", json!([operator]))["stake"]["validator"].clone()
+}
+
+/// Whether `operator` is in the validator set of the next block.
+fn in_set(net: &TestNet, node: usize, operator: &str) -> bool {
+    net.nodes[node].ok("chain_getValidators", json!([]))["validators"]
+        .as_array()
+        .is_some_and(|vs| vs.iter().any(|v| v["operator"] == operator))
+}
+
+#[test]
+fn a_twin_of_a_validator_is_caught_slashed_and_jailed_without_a_fork() {
+    let _serial = serial();
+    let mut net = TestNet::with_args(4, &["--epoch-length", "40"], quick);
+    net.start_all();
+    net.wait_all(3, 60);
+    // A fifth process with a copy of validator 3's consensus key, its own
+    // database, WAL and network identity.
+    let twin_home = net.dir.join("twin");
+    std::fs::create_dir_all(twin_home.join("keys")).unwrap();
+    let src = net.dir.join("node3");
+    for f in ["genesis.json", "keys/validator.json", "keys/operator.json"] {
+        std::fs::copy(src.join(f), twin_home.join(f)).unwrap();
+    }
+    let mut cfg: toml::Table = std::fs::read_to_string(src.join("config.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let own_p2p = cfg["p2p"]["listen"].as_str().unwrap().to_string();
+    let port = sou_tests::free_port();
+    cfg["rpc"]["listen"] = format!("127.0.0.1:{}", sou_tests::free_port()).into();
+    cfg["metrics"]["listen"] = format!("127.0.0.1:{}", sou_tests::free_port()).into();
+    cfg["p2p"]["listen"] = format!("/ip4/127.0.0.1/tcp/{port}").into();
+    let mut peers = cfg["p2p"]["peers"].as_array().unwrap().clone();
+    peers.push(own_p2p.into());
+    cfg["p2p"]["peers"] = peers.into();
+    std::fs::write(
+        twin_home.join("config.toml"),
+        toml::to_string(&cfg).unwrap(),
+    )
+    .unwrap();
+    let mut twin = sou_tests::TestNode::from_home(twin_home);
+    twin.start();
+
+    let operator = KeyFile::read(&net.dir.join("node3/keys/operator.json"))
+        .unwrap()
+        .address()
+        .to_string();
+    let stake_before = validator(&net, 0, &operator)["tokens"].clone();
+    assert!(!stake_before.is_null(), "validator 3 is registered");
+    assert!(in_set(&net, 0, &operator));
+    // Both copies sign as validator 3: one of them signs a vote the other
+    // contradicts; the evidence is gossiped, put in a block and slashes.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let v = validator(&net, 0, &operator);
+        if v["jailedUntil"].as_u64() == Some(u64::MAX) {
+            assert_ne!(v["tokens"], stake_before, "the stake was slashed");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "validator 3 was not slashed in 120 s: {v}\n{}",
+            net.nodes[0].log()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let evidence: u64 = net
+        .nodes
+        .iter()
+        .map(|n| metric(&n.metrics_text(), "sou_evidence_total"))
+        .sum();
+    assert!(evidence > 0, "evidence was recorded");
+    // The chain goes on, without the offender after the epoch ends, and
+    // never forks.
+    let tip = net.max_height();
+    net.wait_all(tip.max(41) + 5, 120);
+    twin.stop();
+    let tip = net
+        .nodes
+        .iter()
+        .filter_map(sou_tests::TestNode::height)
+        .min()
+        .unwrap();
+    assert_agree(&net, tip);
+    for i in 0..4 {
+        let v = validator(&net, i, &operator);
+        assert_eq!(v["jailedUntil"].as_u64(), Some(u64::MAX), "node {i}: {v}");
+        assert!(!in_set(&net, i, &operator), "node {i}: still in the set");
+    }
+    // The block that carried the evidence shows it.
+    let carried = (1..=tip).any(|h| {
+        block(&net, 0, h)["evidence"]
+            .as_array()
+            .is_some_and(|e| !e.is_empty())
+    });
+    assert!(carried, "no block carries the evidence");
+}
+
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
