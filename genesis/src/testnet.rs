@@ -30,6 +30,8 @@ pub struct TestnetOptions {
     pub validator_stake_sou: u128,
     /// Blocks per epoch (`None`: the dev default).
     pub epoch_length_blocks: Option<u64>,
+    /// See `Params::downtime_missed_proposals` (`None`: the dev default).
+    pub downtime_missed_proposals: Option<u64>,
 }
 
 impl Default for TestnetOptions {
@@ -43,6 +45,7 @@ impl Default for TestnetOptions {
             account_sou: 1_000,
             validator_stake_sou: 1_000_000,
             epoch_length_blocks: None,
+            downtime_missed_proposals: None,
         }
     }
 }
@@ -115,6 +118,9 @@ pub fn testnet(opts: &TestnetOptions) -> Result<Testnet, sou_types::Error> {
             epoch_length_blocks: opts
                 .epoch_length_blocks
                 .unwrap_or(Params::dev(usdt).epoch_length_blocks),
+            downtime_missed_proposals: opts
+                .downtime_missed_proposals
+                .unwrap_or(Params::dev(usdt).downtime_missed_proposals),
             ..Params::dev(usdt)
         },
         assets: vec![

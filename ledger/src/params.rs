@@ -45,6 +45,11 @@ pub struct Params {
     /// How long a validator jailed for downtime stays jailed, in blocks.
     /// Double signing jails for good.
     pub downtime_jail_blocks: u64,
+    /// Downtime: a validator of the set is jailed when no finalized block of
+    /// the current epoch was proposed by it for as many blocks as it would
+    /// take, at its share of the voting power, to propose this many (0: never).
+    #[serde(default)]
+    pub downtime_missed_proposals: u64,
 }
 
 impl Params {
@@ -66,6 +71,7 @@ impl Params {
             slash_double_sign_ppm: 50_000,
             slash_downtime_ppm: 100,
             downtime_jail_blocks: 1_000,
+            downtime_missed_proposals: 100,
         }
     }
 }

@@ -118,6 +118,7 @@ impl<R: StateReader> BlockExecutor<'_, R> {
             shares: 0,
             reward_per_share: 0,
             jailed_until: None,
+            last_proposed_height: 0,
         })?;
         Ok(())
     }
@@ -344,9 +345,57 @@ impl<R: StateReader> BlockExecutor<'_, R> {
                     reason: e.to_string(),
                 },
             })?;
+        self.track_liveness()?;
         let length = self.params.epoch_length_blocks.max(1);
         if self.ctx.height % length == 0 {
             self.elect(self.ctx.height / length)?;
+        }
+        Ok(())
+    }
+
+    /// Downtime: records that this block's proposer proposed, and jails
+    /// (and slashes `slash_downtime_ppm` of) each validator of the epoch's
+    /// set that has proposed none of the epoch's blocks for longer than it
+    /// would take, at its share of the power, to propose
+    /// `downtime_missed_proposals` of them. Leaders rotate by stake, so an
+    /// honest validator that is up proposes its share; one that is down or
+    /// cut off proposes nothing.
+    fn track_liveness(&mut self) -> Result<()> {
+        let height = self.ctx.height;
+        let length = self.params.epoch_length_blocks.max(1);
+        let expected = u128::from(self.params.downtime_missed_proposals);
+        let epoch = epoch_of(height, length);
+        if height == 0 || expected == 0 {
+            return Ok(());
+        }
+        let Some(set) = self.cache.validator_set(epoch)? else {
+            return Ok(());
+        };
+        let total = set.total_power();
+        let epoch_start = epoch * length; // the block before the epoch's first
+        for member in &set.validators {
+            let Some(mut v) = self.cache.validator(&member.operator)? else {
+                continue;
+            };
+            if member.operator == self.ctx.proposer {
+                v.last_proposed_height = height;
+                self.cache.set_validator(v)?;
+                continue;
+            }
+            if v.jailed_until.is_some_and(|until| until > height) || member.power.0 == 0 {
+                continue;
+            }
+            let window = mul_div(expected, total, member.power.0).unwrap_or(u128::MAX);
+            let since = v.last_proposed_height.max(epoch_start);
+            if u128::from(height - since) > window {
+                let mut tag = member.operator.0.to_vec();
+                tag.extend_from_slice(&height.to_be_bytes());
+                let id = Hash::domain("sou downtime v1", &tag);
+                let fraction = self.params.slash_downtime_ppm;
+                self.slash(member.operator, fraction, id)?;
+                let until = height.saturating_add(self.params.downtime_jail_blocks);
+                self.jail(member.operator, until)?;
+            }
         }
         Ok(())
     }

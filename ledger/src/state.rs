@@ -212,6 +212,8 @@ pub struct Validator {
     /// Jailed validators leave the set at the next epoch; `Some(u64::MAX)`
     /// is jailed for good (double signing).
     pub jailed_until: Option<u64>,
+    /// The last block this validator proposed (0: none).
+    pub last_proposed_height: u64,
 }
 
 /// Fixed-point scale of [`Validator::reward_per_share`].

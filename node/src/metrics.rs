@@ -36,6 +36,7 @@ pub struct Metrics {
     pub evidence: Counter<u64, AtomicU64>,
     pub peers: Gauge,
     pub slashed: Counter,
+    pub proposal_to_finality_seconds: Histogram,
 }
 
 impl Metrics {
@@ -57,6 +58,7 @@ impl Metrics {
             evidence: Counter::default(),
             peers: Gauge::default(),
             slashed: Counter::default(),
+            proposal_to_finality_seconds: Histogram::new(exponential_buckets(0.01, 1.5, 20)),
             registry: Registry::default(),
         };
         registry.register(
@@ -125,6 +127,11 @@ impl Metrics {
             "validators_slashed",
             "Pieces of evidence applied by finalized blocks (each slashes and jails)",
             m.slashed.clone(),
+        );
+        registry.register(
+            "proposal_to_finality_seconds",
+            "Time from this node proposing a block to committing it as final",
+            m.proposal_to_finality_seconds.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -189,6 +189,10 @@ struct ChainApp<'a> {
     seals: &'a mut HashMap<Digest, Digest>,
     /// Evidence not yet in a block.
     evidence: &'a mut Vec<Misbehaviour>,
+    /// Bodies of proposed blocks that a check waits for.
+    missing: &'a mut HashSet<Digest>,
+    /// When this node proposed its blocks not yet final.
+    proposed_at: &'a mut HashMap<Digest, Instant>,
     blocks_to_log: &'a mut Vec<Block>,
     proposer: Address,
     cfg: &'a NodeConfig,
@@ -262,7 +266,9 @@ impl ChainApp<'_> {
             } else if let Some(b) = self.body(&digest) {
                 (b.header.parent, b.height())
             } else {
-                return Err(Verdict::Later); // a body on the way has not arrived
+                // A body on the way has not arrived: ask peers for it.
+                self.missing.insert(digest);
+                return Err(Verdict::Later);
             };
             if height <= tip.height {
                 return Err(Verdict::Invalid); // off the finalized chain
@@ -407,6 +413,7 @@ impl Application for ChainApp<'_> {
                 .retain(|m| !offered.contains(&m.id) || held.iter().any(|e| e.id == m.id));
         }
         let hash = executed.block.hash();
+        self.proposed_at.insert(hash, start);
         self.blocks_to_log.push(executed.block.clone());
         self.pending.insert(hash, executed);
         Some(hash)
@@ -428,7 +435,9 @@ impl Application for ChainApp<'_> {
             return (b.block.header.height == p.height && b.block.header.parent == p.parent).into();
         }
         let Some(block) = self.body(&p.payload).cloned() else {
-            return Verdict::Later; // the body has not arrived yet
+            // Not arrived yet (it may be on its way): ask peers for it too.
+            self.missing.insert(p.payload);
+            return Verdict::Later;
         };
         if block.header.height != p.height || block.header.parent != p.parent {
             return Verdict::Invalid;
@@ -451,6 +460,8 @@ const MAX_HELD_BODIES: usize = 256;
 const MAX_EVIDENCE_BYTES: usize = 4 * 1024;
 /// Most pieces of evidence waiting for a block.
 const MAX_HELD_EVIDENCE: usize = 256;
+/// Most bodies of proposed blocks asked for in one request.
+const MAX_WANTED_BODIES: usize = 16;
 /// Most blocks in one sync response.
 const MAX_SYNC_BLOCKS: u32 = 64;
 /// Most bytes of blocks in one sync response.
@@ -476,6 +487,10 @@ struct Driver {
     seals: HashMap<Digest, Digest>,
     /// Evidence of double signing not yet in a block.
     evidence: Vec<Misbehaviour>,
+    /// Bodies of proposed blocks a check waits for, to ask peers for.
+    missing: HashSet<Digest>,
+    /// When this node proposed its blocks not yet final.
+    proposed_at: HashMap<Digest, Instant>,
     p2p: Option<P2p>,
     /// A finalized block is missing here: ask peers.
     need_sync: bool,
@@ -561,6 +576,8 @@ impl Driver {
                 logged: &self.logged_blocks,
                 seals: &mut self.seals,
                 evidence: &mut self.evidence,
+                missing: &mut self.missing,
+                proposed_at: &mut self.proposed_at,
                 blocks_to_log: &mut blocks_to_log,
                 proposer: self.proposer,
                 cfg: &self.cfg,
@@ -731,6 +748,10 @@ impl Driver {
             m.transactions_finalized.inc_by(txs as u64);
             m.transactions_per_block.observe(txs as f64);
             m.slashed.inc_by(executed.block.evidence.len() as u64);
+            if let Some(at) = self.proposed_at.remove(&executed.block.hash()) {
+                m.proposal_to_finality_seconds
+                    .observe(at.elapsed().as_secs_f64());
+            }
             for e in &executed.block.evidence {
                 warn!(height, offender = %e.offender, "double signing slashed");
             }
@@ -759,6 +780,12 @@ impl Driver {
         self.pending.retain(|_, e| e.block.height() > tip_height);
         self.logged_blocks.retain(|_, b| b.height() > tip_height);
         self.bodies.retain(|_, b| b.height() > tip_height);
+        // Still missing, a body is asked for again when a check needs it.
+        self.missing.clear();
+        // Proposals of ours that did not make it.
+        if self.proposed_at.len() > MAX_HELD_BODIES {
+            self.proposed_at.clear();
+        }
         // Proposals waiting for this parent can be checked now.
         self.wake = true;
         if tip_height >= self.epoch_end {
@@ -862,7 +889,9 @@ impl Driver {
                     && block.height() > self.shared.ledger.tip().height
                     && self.bodies.len() < MAX_HELD_BODIES
                 {
-                    self.bodies.insert(block.hash(), block);
+                    let hash = block.hash();
+                    self.missing.remove(&hash);
+                    self.bodies.insert(hash, block);
                     self.handle(Input::Wake)?;
                 }
             }
@@ -933,7 +962,26 @@ impl Driver {
             }
             blocks.push((enc, proof));
         }
-        SyncResponse { tip, blocks }
+        // Proposed blocks asked for by hash, from what this node holds.
+        let bodies = request
+            .bodies
+            .iter()
+            .take(MAX_WANTED_BODIES)
+            .filter_map(|d| {
+                let d = sou_types::Hash(*d);
+                self.pending
+                    .get(&d)
+                    .map(|e| &e.block)
+                    .or_else(|| self.bodies.get(&d))
+                    .or_else(|| self.logged_blocks.get(&d))
+                    .map(Block::encode)
+            })
+            .collect();
+        SyncResponse {
+            tip,
+            blocks,
+            bodies,
+        }
     }
 
     /// Asks a peer for the finalized blocks after our tip, without waiting:
@@ -944,6 +992,12 @@ impl Driver {
         let request = SyncRequest {
             from: self.shared.ledger.tip().height + 1,
             max_blocks: MAX_SYNC_BLOCKS,
+            bodies: self
+                .missing
+                .iter()
+                .take(MAX_WANTED_BODIES)
+                .map(|d| d.0)
+                .collect(),
         };
         let tx = sync_tx.clone();
         tokio::spawn(async move {
@@ -958,6 +1012,22 @@ impl Driver {
     /// Checks each block of a sync answer against a finality certificate
     /// of its epoch's validator set, then executes and commits it.
     fn apply_sync(&mut self, resp: SyncResponse) -> Result<()> {
+        // Bodies of proposed blocks this node lacked.
+        let mut got_body = false;
+        for bytes in &resp.bodies {
+            let Ok(block) = Block::decode(bytes) else {
+                continue;
+            };
+            let hash = block.hash();
+            if self.missing.remove(&hash) && block.header.chain_id == *self.shared.ledger.chain_id()
+            {
+                self.bodies.insert(hash, block);
+                got_body = true;
+            }
+        }
+        if got_body {
+            self.handle(Input::Wake)?;
+        }
         let from = self.shared.ledger.tip().height + 1;
         if resp.tip < from {
             self.need_sync = false;
@@ -1095,7 +1165,7 @@ impl Driver {
                 },
                 _ = sync_tick.tick(), if self.p2p.is_some() && !self.sync_inflight => {
                     let idle = self.last_commit.is_none_or(|t| t.elapsed() > Duration::from_millis(self.cfg.p2p.sync_after_idle_ms));
-                    if self.need_sync || idle {
+                    if self.need_sync || idle || !self.missing.is_empty() {
                         self.request_sync(&sync_tx);
                     }
                 }
@@ -1209,6 +1279,8 @@ pub async fn start(home: &Path) -> Result<()> {
         bodies: HashMap::new(),
         seals: HashMap::new(),
         evidence: Vec::new(),
+        missing: HashSet::new(),
+        proposed_at: HashMap::new(),
         p2p,
         need_sync: false,
         sync_inflight: false,

@@ -47,6 +47,10 @@ pub struct TestnetArgs {
     /// Blocks per epoch (the validator set changes at epoch ends).
     #[arg(long)]
     pub epoch_length: Option<u64>,
+    /// A validator is jailed for downtime after missing its share of this
+    /// many proposals in a row.
+    #[arg(long)]
+    pub downtime_missed_proposals: Option<u64>,
     /// Only create the homes and keys; start nothing.
     #[arg(long)]
     pub init_only: bool,
@@ -75,6 +79,7 @@ fn create(args: &TestnetArgs) -> Result<()> {
         validators: args.validators,
         accounts: args.accounts,
         epoch_length_blocks: args.epoch_length,
+        downtime_missed_proposals: args.downtime_missed_proposals,
         ..TestnetOptions::default()
     })?;
     net.spec.validate()?;

@@ -40,6 +40,19 @@ pub enum WalletCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Staking: become a validator, bond, unbond, withdraw, unjail. Signs,
+    /// sends and waits for finality like `transfer`.
+    Stake {
+        /// Key file of the account that signs.
+        #[arg(long)]
+        key: PathBuf,
+        #[command(subcommand)]
+        action: StakeAction,
+        #[arg(long, default_value_t = 30_000)]
+        timeout_ms: u64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Balances of an address.
     Balance {
         address: String,
@@ -63,6 +76,97 @@ pub enum WalletCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StakeAction {
+    /// Register the signing account as a validator candidate; it enters
+    /// the set at an epoch's end once enough stake is bonded to it.
+    Register {
+        /// Key file of the consensus key the validator will sign votes with.
+        #[arg(long)]
+        consensus_key: PathBuf,
+        /// Commission on delegators' rewards, in basis points.
+        #[arg(long, default_value_t = 500)]
+        commission_bps: u16,
+    },
+    /// Bond native tokens (whole units, such as 10.5) to a validator.
+    Bond {
+        #[arg(long)]
+        validator: String,
+        #[arg(long)]
+        amount: String,
+    },
+    /// Start unbonding native tokens from a validator.
+    Unbond {
+        #[arg(long)]
+        validator: String,
+        #[arg(long)]
+        amount: String,
+    },
+    /// Withdraw matured unbonding entries held with a validator.
+    Withdraw {
+        #[arg(long)]
+        validator: String,
+    },
+    /// Ask to return to the set after a downtime jail ends.
+    Unjail,
+}
+
+impl StakeAction {
+    fn payload(self) -> Result<Payload> {
+        let native = |a: &str| Amount::from_decimal(a, sou_genesis::spec::NATIVE_DECIMALS);
+        Ok(match self {
+            StakeAction::Register {
+                consensus_key,
+                commission_bps,
+            } => Payload::RegisterValidator {
+                consensus_key: KeyFile::read(&consensus_key)?.public(),
+                commission_bps,
+            },
+            StakeAction::Bond { validator, amount } => Payload::Bond {
+                validator: validator.parse()?,
+                amount: native(&amount)?,
+            },
+            StakeAction::Unbond { validator, amount } => Payload::Unbond {
+                validator: validator.parse()?,
+                amount: native(&amount)?,
+            },
+            StakeAction::Withdraw { validator } => Payload::Withdraw {
+                validator: validator.parse()?,
+            },
+            StakeAction::Unjail => Payload::Unjail,
+        })
+    }
+}
+
+/// Signs `payload` with `key`'s next nonce and the chain's fee and expiry,
+/// as the node reports them.
+async fn sign(
+    c: &jsonrpsee::http_client::HttpClient,
+    key: &sou_types::Keypair,
+    payload: Payload,
+) -> Result<sou_types::SignedTransaction> {
+    let params = call(c, "chain_getParams", rpc_params![]).await?;
+    let account = call(c, "account_get", rpc_params![key.address().to_string()]).await?;
+    let status = call(c, "node_status", rpc_params![]).await?;
+    let chain_id = ChainId::new(params["chainId"].as_str().unwrap_or_default())?;
+    let fee: Amount = params["txFee"].as_str().unwrap_or("0").parse()?;
+    let lifetime = params["maxTxLifetimeBlocks"]
+        .as_u64()
+        .unwrap_or(100)
+        .min(1_000);
+    let height = status["latestHeight"].as_u64().unwrap_or(0);
+    let nonce = account["nonce"].as_u64().unwrap_or(0);
+    Ok(Transaction {
+        chain_id,
+        sender: key.address(),
+        nonce,
+        max_fee: fee,
+        expiry_height: height + lifetime,
+        payload,
+    }
+    .sign(key))
 }
 
 fn print(json_out: bool, v: &Value, text: impl FnOnce() -> String) {
@@ -100,31 +204,13 @@ pub async fn run(rpc: &str, cmd: WalletCommand) -> Result<()> {
                 .and_then(|d| u8::try_from(d).ok())
                 .unwrap_or(0);
             let amount = Amount::from_decimal(&amount, decimals)?;
-            let params = call(&c, "chain_getParams", rpc_params![]).await?;
-            let account = call(&c, "account_get", rpc_params![key.address().to_string()]).await?;
-            let status = call(&c, "node_status", rpc_params![]).await?;
-            let chain_id = ChainId::new(params["chainId"].as_str().unwrap_or_default())?;
-            let fee: Amount = params["txFee"].as_str().unwrap_or("0").parse()?;
-            let lifetime = params["maxTxLifetimeBlocks"]
-                .as_u64()
-                .unwrap_or(100)
-                .min(1_000);
-            let height = status["latestHeight"].as_u64().unwrap_or(0);
-            let nonce = account["nonce"].as_u64().unwrap_or(0);
-            let tx = Transaction {
-                chain_id,
-                sender: key.address(),
-                nonce,
-                max_fee: fee,
-                expiry_height: height + lifetime,
-                payload: Payload::Transfer {
-                    asset,
-                    to,
-                    amount,
-                    memo,
-                },
-            }
-            .sign(&key);
+            let payload = Payload::Transfer {
+                asset,
+                to,
+                amount,
+                memo,
+            };
+            let tx = sign(&c, &key, payload).await?;
             let hash = tx.hash();
             let raw = format!("0x{}", hex::encode(tx.encode()));
             if no_wait {
@@ -157,6 +243,37 @@ pub async fn run(rpc: &str, cmd: WalletCommand) -> Result<()> {
             });
             if receipt["status"] != "success" {
                 bail!("the transfer failed: {}", receipt["reason"]);
+            }
+            Ok(())
+        }
+        WalletCommand::Stake {
+            key,
+            action,
+            timeout_ms,
+            json: json_out,
+        } => {
+            let payload = action.payload()?;
+            let key = KeyFile::read(&key)?;
+            let c = client(rpc)?;
+            let tx = sign(&c, &key, payload).await?;
+            let hash = tx.hash();
+            let raw = format!("0x{}", hex::encode(tx.encode()));
+            let receipt = call(&c, "tx_sendAndWait", rpc_params![raw, timeout_ms]).await?;
+            let v = json!({
+                "hash": hash,
+                "blockHeight": receipt["blockHeight"],
+                "status": receipt["status"],
+                "reason": receipt["reason"],
+            });
+            print(json_out, &v, || {
+                format!(
+                    "{hash}\nfinalized in block {}: {}",
+                    receipt["blockHeight"],
+                    receipt["status"].as_str().unwrap_or("?")
+                )
+            });
+            if receipt["status"] != "success" {
+                bail!("the transaction failed: {}", receipt["reason"]);
             }
             Ok(())
         }

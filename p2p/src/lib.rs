@@ -63,19 +63,24 @@ impl Topic {
     }
 }
 
-/// A block-sync request: finalized blocks from `from` upward.
+/// A block-sync request: finalized blocks from `from` upward, and the
+/// bodies of proposed blocks (not yet final) named by hash.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncRequest {
     pub from: u64,
     pub max_blocks: u32,
+    #[serde(default)]
+    pub bodies: Vec<[u8; 32]>,
 }
 
-/// The answer: the responder's tip height, and encoded (block, finality
-/// proof) pairs, in height order.
+/// The answer: the responder's tip height, encoded (block, finality proof)
+/// pairs in height order, and the encoded bodies asked for that it holds.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncResponse {
     pub tip: u64,
     pub blocks: Vec<(Vec<u8>, Vec<u8>)>,
+    #[serde(default)]
+    pub bodies: Vec<Vec<u8>>,
 }
 
 #[derive(Clone, Debug)]
@@ -204,7 +209,7 @@ impl P2p {
                 let thresholds = gossipsub::PeerScoreThresholds::default();
                 gossipsub.with_peer_score(params, thresholds)?;
                 let codec = request_response::cbor::codec::Codec::default()
-                    .set_request_size_maximum(1024)
+                    .set_request_size_maximum(16 * 1024)
                     .set_response_size_maximum(max_response);
                 let sync = request_response::Behaviour::with_codec(
                     codec,

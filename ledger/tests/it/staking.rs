@@ -427,3 +427,43 @@ fn evidence_in_a_block_slashes_and_jails_for_good_once() {
     assert!(set.validators.iter().all(|v| v.operator != op));
     assert_conserved(&c.ledger);
 }
+
+#[test]
+fn a_validator_that_proposes_nothing_for_its_window_is_jailed_for_downtime() {
+    let mut p = params();
+    p.downtime_missed_proposals = 3;
+    p.epoch_length_blocks = 1_000;
+    let mut c = chain_with(0, p);
+    // Two validators of equal power; every block here is proposed by the
+    // first, so the second misses its share: 3 proposals = 6 blocks.
+    let idle = c.keys.validators[1].address();
+    let busy = c.keys.validators[0].address();
+    let before = c.ledger.validator(&idle).unwrap().unwrap().tokens;
+    for _ in 0..6 {
+        c.block(vec![]);
+    }
+    assert_eq!(
+        c.ledger.validator(&idle).unwrap().unwrap().jailed_until,
+        None
+    );
+    c.block(vec![]);
+    let v = c.ledger.validator(&idle).unwrap().unwrap();
+    let height = c.ledger.tip().height;
+    let p = c.ledger.params().clone();
+    assert_eq!(v.jailed_until, Some(height + p.downtime_jail_blocks));
+    let fraction = u128::from(p.slash_downtime_ppm);
+    assert_eq!(v.tokens.0, before.0 - before.0 * fraction / 1_000_000);
+    // The one that proposes is never jailed; the jailed one is not
+    // jailed again while it serves its time.
+    for _ in 0..10 {
+        c.block(vec![]);
+    }
+    let b = c.ledger.validator(&busy).unwrap().unwrap();
+    assert_eq!(b.jailed_until, None);
+    assert_eq!(b.last_proposed_height, c.ledger.tip().height);
+    assert_eq!(
+        c.ledger.validator(&idle).unwrap().unwrap().jailed_until,
+        Some(height + p.downtime_jail_blocks)
+    );
+    assert_conserved(&c.ledger);
+}

@@ -361,3 +361,140 @@ fn metric(text: &str, name: &str) -> u64 {
         .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
         .map_or(0, |v| v as u64)
 }
+
+/// Runs `sou wallet ... stake` against node 0 and returns its JSON answer.
+fn stake(net: &TestNet, key: &std::path::Path, action: &[&str]) -> serde_json::Value {
+    let rpc = format!("http://{}", net.nodes[0].rpc);
+    let mut args = vec![
+        "wallet",
+        "--rpc",
+        &rpc,
+        "stake",
+        "--key",
+        key.to_str().unwrap(),
+        "--json",
+    ];
+    args.extend_from_slice(action);
+    let out = sou_tests::sou_ok(&args);
+    serde_json::from_str(out.trim()).unwrap()
+}
+
+/// Waits until every node's set for the next block does (or does not)
+/// hold `operator`; returns the height then.
+fn wait_membership(net: &TestNet, operator: &str, member: bool, secs: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if (0..net.nodes.len()).all(|i| in_set(net, i, operator) == member) {
+            return net.max_height();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "membership of {operator} did not become {member} in {secs} s (height {})",
+            net.max_height()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn a_bonded_account_joins_the_set_at_the_next_epoch_and_leaves_when_unbonded() {
+    let _serial = serial();
+    let mut net = TestNet::with_args(4, &["--epoch-length", "20"], quick);
+    net.start_all();
+    net.wait_all(2, 60);
+    let account = net.dir.join("accounts/account-0.json");
+    let operator = KeyFile::read(&account).unwrap().address().to_string();
+    let consensus = net.dir.join("new-validator.json");
+    sou_tests::sou_ok(&["keys", "new", "--out", consensus.to_str().unwrap()]);
+    assert!(!in_set(&net, 0, &operator));
+
+    let r = stake(
+        &net,
+        &account,
+        &["register", "--consensus-key", consensus.to_str().unwrap()],
+    );
+    assert_eq!(r["status"], "success", "{r}");
+    let r = stake(
+        &net,
+        &account,
+        &["bond", "--validator", &operator, "--amount", "100"],
+    );
+    assert_eq!(r["status"], "success", "{r}");
+    let bonded_at = r["blockHeight"].as_u64().unwrap();
+    // In the set from the first block of the next epoch, on every node.
+    let joined = wait_membership(&net, &operator, true, 90);
+    assert!(
+        joined / 20 > (bonded_at - 1) / 20,
+        "joined in the same epoch"
+    );
+    let v = net.nodes[0].ok("chain_getValidators", json!([]));
+    assert_eq!(v["validators"].as_array().unwrap().len(), 5, "{v}");
+
+    // Unbonding everything: out of the set at the next epoch's start.
+    let r = stake(
+        &net,
+        &account,
+        &["unbond", "--validator", &operator, "--amount", "100"],
+    );
+    assert_eq!(r["status"], "success", "{r}");
+    wait_membership(&net, &operator, false, 90);
+    // The chain went on through each change and never forked.
+    let tip = net.max_height();
+    net.wait_all(tip + 3, 60);
+    let tip = net
+        .nodes
+        .iter()
+        .filter_map(sou_tests::TestNode::height)
+        .min()
+        .unwrap();
+    assert_agree(&net, tip);
+}
+
+#[test]
+fn a_validator_that_stays_down_is_jailed_for_downtime() {
+    let _serial = serial();
+    let mut net = TestNet::with_args(4, &["--downtime-missed-proposals", "10"], quick);
+    net.start_all();
+    net.wait_all(3, 60);
+    let operator = |i: usize| {
+        KeyFile::read(&net.dir.join(format!("node{i}/keys/operator.json")))
+            .unwrap()
+            .address()
+            .to_string()
+    };
+    let down = operator(3);
+    let stake_before = validator(&net, 0, &down)["tokens"].clone();
+    net.nodes[3].kill();
+    // Four equal validators: 10 proposals' worth is 40 blocks.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let jailed_at = loop {
+        let v = validator(&net, 0, &down);
+        if let Some(until) = v["jailedUntil"].as_u64() {
+            assert!(until < u64::MAX, "jailed for downtime, not for good: {v}");
+            assert_ne!(v["tokens"], stake_before, "the downtime slash applied");
+            break net.max_height();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stopped validator was not jailed in 120 s (height {})",
+            net.max_height()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert!(
+        jailed_at > 40,
+        "jailed at height {jailed_at}, before its window"
+    );
+    // The three that are up are not jailed, and agree.
+    net.wait_all(jailed_at + 3, 60);
+    for i in 0..3 {
+        let v = validator(&net, 0, &operator(i));
+        assert!(v["jailedUntil"].is_null(), "validator {i}: {v}");
+    }
+    let tip = net.nodes[..3]
+        .iter()
+        .filter_map(sou_tests::TestNode::height)
+        .min()
+        .unwrap();
+    assert_agree(&net, tip);
+}
