@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 /// The `sou` binary of this build (the same profile as the test binary).
 ///
 /// Cargo builds a package's binaries only for that package's own tests, so
-/// the first call runs `cargo build -p sou-node` into this target directory
+/// the first call runs `cargo build --workspace --bin sou` into this target directory
 /// (a no-op when it is up to date): a test never runs a stale `sou`.
 pub fn sou_bin() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
@@ -25,18 +25,22 @@ fn build_sou() -> PathBuf {
     let target_dir = profile_dir.parent().expect("the target directory");
     if let Some(cargo) = std::env::var_os("CARGO") {
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-p", "sou-node", "--bin", "sou"])
+        // `--workspace`: the features `cargo build --workspace` resolved
+        // (scripts/test.sh runs it first), so this is a no-op there.
+        cmd.args(["build", "--workspace", "--bin", "sou"])
             .env("CARGO_TARGET_DIR", target_dir);
         if profile_dir.ends_with("release") {
             cmd.arg("--release");
         }
-        let status = cmd.status().expect("running cargo build -p sou-node");
-        assert!(status.success(), "cargo build -p sou-node failed");
+        let status = cmd
+            .status()
+            .expect("running cargo build --workspace --bin sou");
+        assert!(status.success(), "cargo build --workspace --bin sou failed");
     }
     let bin = profile_dir.join(format!("sou{}", std::env::consts::EXE_SUFFIX));
     assert!(
         bin.exists(),
-        "{} is missing: build it first with `cargo build -p sou-node` (scripts/test.sh does)",
+        "{} is missing: build it first with `cargo build --workspace --bin sou` (scripts/test.sh does)",
         bin.display()
     );
     bin
