@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds `sou` in release, starts a fresh local
 # testnet in .bench-testnet/ (VALIDATORS, default 4), runs `sou bench`
-# against every node (arguments are passed on, e.g. --rate 5000
-# --duration 20 --out r.json), then stops it.
+# against every node (arguments are passed on, e.g. --rate 5000,10000,15000
+# --duration 20 --out r.json; the chart goes next to r.json), then stops it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -22,7 +22,9 @@ for _ in $(seq 1 600); do
 done
 [ -f "$dir/testnet.json" ] || { echo "the testnet did not start; see $dir.log" >&2; exit 1; }
 rpcs=""
+metrics=""
 for i in $(seq 0 $((validators - 1))); do
   rpcs="${rpcs:+$rpcs,}http://127.0.0.1:$((18545 + i))"
+  metrics="${metrics:+$metrics,}127.0.0.1:$((19615 + i))"
 done
-"$sou" bench --rpc "$rpcs" --funder "$dir/accounts/account-0.json" "$@"
+"$sou" bench --rpc "$rpcs" --metrics "$metrics" --funder "$dir/accounts/account-0.json" "$@"

@@ -2,14 +2,17 @@
 //! and how long each takes from submission to finality.
 //!
 //! It creates and funds sender accounts through ordinary transactions,
-//! pre-signs the whole load before the clock starts (signing is not
-//! measured), submits it open-loop at the target rate in `tx_sendBatch`
+//! pre-signs each step's load before its clock starts (signing is not
+//! measured), submits it open-loop at the step's rate in `tx_sendBatch`
 //! calls spread over the given nodes, and measures from the chain: a
 //! transfer counts when a finalized block (seen through the
-//! `chain_subscribeFinalized` subscription) contains it.
+//! `chain_subscribeFinalized` subscription) contains it. It then checks
+//! its own figures: every block it counted has the same hash on every
+//! node, and the senders' balances add up on every node.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -31,17 +34,22 @@ pub struct BenchArgs {
     /// JSON-RPC addresses of the nodes to load (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:8545")]
     pub rpc: Vec<String>,
+    /// Metrics addresses of the nodes (comma-separated, host:port), for
+    /// their CPU and resident memory.
+    #[arg(long, value_delimiter = ',')]
+    pub metrics: Vec<String>,
     /// Key file of a funded account that pays for the sender accounts.
     #[arg(long, default_value = ".testnet/accounts/account-0.json")]
     pub funder: PathBuf,
     /// Sender accounts to create and fund.
-    #[arg(long, default_value_t = 1_000)]
+    #[arg(long, default_value_t = 10_000)]
     pub accounts: usize,
-    /// Offered load, transfers per second.
-    #[arg(long, default_value_t = 2_000)]
-    pub rate: u64,
-    /// Length of the measured window, seconds.
-    #[arg(long, default_value_t = 20)]
+    /// Offered load, transfers per second; a comma-separated list runs one
+    /// step per rate, to find where the chain saturates.
+    #[arg(long, value_delimiter = ',', default_value = "2000")]
+    pub rate: Vec<u64>,
+    /// Length of each step's measured window, seconds.
+    #[arg(long, default_value_t = 60)]
     pub duration: u64,
     /// Transfers per `tx_sendBatch` call.
     #[arg(long, default_value_t = 200)]
@@ -52,6 +60,10 @@ pub struct BenchArgs {
     /// Write every figure to this JSON file.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Draw throughput and latency against offered load in this SVG file
+    /// (default: the --out file with an .svg extension).
+    #[arg(long)]
+    pub chart: Option<PathBuf>,
 }
 
 fn raw(tx: &SignedTransaction) -> String {
@@ -62,24 +74,34 @@ struct Chain {
     chain_id: ChainId,
     fee: Amount,
     usdt: Symbol,
+    expiry: u64,
 }
 
-fn sign(
-    chain: &Chain,
-    key: &Keypair,
-    nonce: u64,
-    expiry: u64,
-    payload: Payload,
-) -> SignedTransaction {
+fn sign(chain: &Chain, key: &Keypair, nonce: u64, payload: Payload) -> SignedTransaction {
     Transaction {
         chain_id: chain.chain_id.clone(),
         sender: key.address(),
         nonce,
         max_fee: chain.fee,
-        expiry_height: expiry,
+        expiry_height: chain.expiry,
         payload,
     }
     .sign(key)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Statuses of `hashes` on one node, 100 at a time.
+async fn statuses(c: &HttpClient, hashes: &[TxHash]) -> Result<Vec<Value>> {
+    let mut out = Vec::with_capacity(hashes.len());
+    for chunk in hashes.chunks(100) {
+        let strs: Vec<String> = chunk.iter().map(ToString::to_string).collect();
+        let st = call(c, "tx_getStatuses", rpc_params![strs]).await?;
+        out.extend(st.as_array().cloned().unwrap_or_default());
+    }
+    Ok(out)
 }
 
 /// Waits until every hash is final (or fails after `secs`).
@@ -93,16 +115,13 @@ async fn wait_final(c: &HttpClient, hashes: &[TxHash], secs: u64) -> Result<()> 
                 left.len()
             );
         }
+        let st = statuses(c, &left).await?;
         let mut still = Vec::new();
-        for chunk in left.chunks(100) {
-            let strs: Vec<String> = chunk.iter().map(ToString::to_string).collect();
-            let st = call(c, "tx_getStatuses", rpc_params![strs]).await?;
-            for (h, s) in chunk.iter().zip(st.as_array().cloned().unwrap_or_default()) {
-                match s["status"].as_str() {
-                    Some("finalized") => {}
-                    Some("failed") => bail!("funding transaction {h} failed: {}", s["reason"]),
-                    _ => still.push(*h),
-                }
+        for (h, s) in left.iter().zip(st) {
+            match s["status"].as_str() {
+                Some("finalized") => {}
+                Some("failed") => bail!("funding transaction {h} failed: {}", s["reason"]),
+                _ => still.push(*h),
             }
         }
         left = still;
@@ -119,102 +138,96 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-pub async fn run(args: BenchArgs) -> Result<()> {
-    if args.rpc.is_empty() || args.accounts == 0 || args.rate == 0 || args.duration == 0 {
-        bail!("--rpc, --accounts, --rate and --duration must be non-empty and positive");
-    }
-    let clients: Vec<HttpClient> = args.rpc.iter().map(|u| client(u)).collect::<Result<_>>()?;
-    let c0 = &clients[0];
-    let params = call(c0, "chain_getParams", rpc_params![]).await?;
-    let chain = Chain {
-        chain_id: ChainId::new(params["chainId"].as_str().unwrap_or_default())?,
-        fee: params["txFee"].as_str().unwrap_or("0").parse()?,
-        usdt: params["feeAsset"].as_str().unwrap_or("USDT").parse()?,
-    };
-    let height = call(c0, "node_status", rpc_params![]).await?["latestHeight"]
-        .as_u64()
-        .unwrap_or(0);
-    let expiry = height
-        + params["maxTxLifetimeBlocks"]
-            .as_u64()
-            .unwrap_or(1_000)
-            .min(100_000);
-    let funder = KeyFile::read(&args.funder)?;
-    let senders: Vec<Keypair> = (0..args.accounts)
-        .map(|i| Keypair::derive_insecure(args.seed, &format!("bench-sender-{i}")))
+/// This machine's ed25519 batch verification rate on one core, with the
+/// same code the nodes verify with.
+fn verify_rate() -> f64 {
+    let keys: Vec<Keypair> = (0..64)
+        .map(|i| Keypair::derive_insecure(99, &format!("verify-{i}")))
         .collect();
-    let total = (args.rate * args.duration) as usize;
-    let per_sender = total.div_ceil(args.accounts);
-    let nonce_window = 256usize;
-    if per_sender > nonce_window * 4 {
-        eprintln!("note: {per_sender} transfers per sender; use more --accounts for high rates");
+    let items: Vec<_> = (0..1024u32)
+        .map(|i| {
+            let k = &keys[i as usize % keys.len()];
+            let msg = sou_types::Hash::domain("sou bench verify", &i.to_be_bytes());
+            (k.public(), msg, k.sign(&msg))
+        })
+        .collect();
+    let start = Instant::now();
+    let mut n = 0usize;
+    while start.elapsed() < Duration::from_secs(2) {
+        let ok = sou_types::crypto::verify_batch(&items);
+        n += ok.iter().filter(|v| **v).count();
     }
+    n as f64 / start.elapsed().as_secs_f64()
+}
 
-    // 1. Fund the senders (fees for every transfer they will send, plus the
-    //    one base unit each transfer moves), in batch transfers.
-    let each = Amount(((chain.fee.0 + 1) * per_sender as u128) + chain.fee.0 * 2);
-    let mut nonce = call(c0, "account_get", rpc_params![funder.address().to_string()]).await?
-        ["nonce"]
-        .as_u64()
-        .unwrap_or(0);
-    let mut funding = Vec::new();
-    for group in senders.chunks(200) {
-        let payouts = Payouts::new(
-            group
-                .iter()
-                .map(|k| Payout {
-                    to: k.address(),
-                    amount: each,
-                })
-                .collect(),
-        )?;
-        let payload = Payload::BatchTransfer {
-            asset: chain.usdt,
-            payouts,
-            memo: Memo::empty(),
-        };
-        funding.push(sign(&chain, &funder, nonce, expiry, payload));
-        nonce += 1;
-    }
-    println!(
-        "funding {} sender accounts with {} txs...",
-        senders.len(),
-        funding.len()
-    );
-    let raws: Vec<String> = funding.iter().map(raw).collect();
-    for chunk in raws.chunks(200) {
-        let r = call(c0, "tx_sendBatch", rpc_params![chunk.to_vec()]).await?;
-        for item in r.as_array().cloned().unwrap_or_default() {
-            if let Some(e) = item.get("error") {
-                bail!("funding rejected: {}", e["message"]);
-            }
-        }
-    }
-    let hashes: Vec<TxHash> = funding.iter().map(SignedTransaction::hash).collect();
-    wait_final(c0, &hashes, 120).await?;
+/// A node's CPU seconds and resident bytes, from its metrics endpoint.
+fn process_sample(addr: &str) -> Option<(f64, f64)> {
+    use std::io::{Read, Write};
+    let addr = addr.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let get = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+    };
+    Some((
+        get("sou_process_cpu_seconds ")?,
+        get("sou_process_resident_memory_bytes ")?,
+    ))
+}
 
-    // 2. Pre-sign everything, round-robin over senders so that each
-    //    sender's nonces are sent in order.
-    println!("pre-signing {total} transfers...");
-    let mut load: Vec<(TxHash, String)> = Vec::with_capacity(total);
-    'outer: for k in 0..per_sender {
-        for (i, key) in senders.iter().enumerate() {
-            if load.len() >= total {
-                break 'outer;
-            }
-            let to = senders[(i + 1) % senders.len()].address();
-            let payload = Payload::Transfer {
-                asset: chain.usdt,
-                to,
-                amount: Amount(1),
-                memo: Memo::empty(),
-            };
-            let tx = sign(&chain, key, k as u64, expiry, payload);
-            load.push((tx.hash(), raw(&tx)));
-        }
-    }
+/// Senders and the next nonce of each.
+struct Senders {
+    keys: Vec<Keypair>,
+    nonces: Vec<u64>,
+}
 
-    // 3. Watch finalized blocks.
+impl Senders {
+    /// `n` transfers of one base unit, round-robin over senders (so each
+    /// sender's nonces go out in order), each to the next sender.
+    fn sign(&mut self, chain: &Chain, n: usize) -> Vec<(TxHash, String)> {
+        let count = self.keys.len();
+        (0..n)
+            .map(|j| {
+                let i = j % count;
+                let payload = Payload::Transfer {
+                    asset: chain.usdt,
+                    to: self.keys[(i + 1) % count].address(),
+                    amount: Amount(1),
+                    memo: Memo::empty(),
+                };
+                let tx = sign(chain, &self.keys[i], self.nonces[i], payload);
+                self.nonces[i] += 1;
+                (tx.hash(), raw(&tx))
+            })
+            .collect()
+    }
+}
+
+/// A finalized block as the watcher saw it: when, height, hash, transfers.
+type SeenBlock = (Instant, u64, String, usize);
+
+/// What one step measured.
+struct Step {
+    figures: Value,
+    /// Heights and hashes (on the first node) of the blocks it counted.
+    blocks: Vec<(u64, String)>,
+    /// Transfers counted as finalized.
+    finalized: Vec<TxHash>,
+}
+
+/// One step: `rate` transfers per second for `duration` seconds.
+#[allow(clippy::too_many_lines)]
+async fn step(
+    args: &BenchArgs,
+    clients: &[HttpClient],
+    load: Vec<(TxHash, String)>,
+    rate: u64,
+) -> Result<Step> {
+    // Watch finalized blocks on the first node.
     let ws_url = args.rpc[0].replacen("http://", "ws://", 1);
     let ws = jsonrpsee::ws_client::WsClientBuilder::default()
         .max_response_size(256 * 1024 * 1024)
@@ -229,7 +242,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         )
         .await?;
     let finalized: Arc<Mutex<HashMap<TxHash, Instant>>> = Arc::default();
-    let blocks: Arc<Mutex<Vec<(Instant, usize)>>> = Arc::default();
+    let blocks: Arc<Mutex<Vec<SeenBlock>>> = Arc::default();
     let watcher = {
         let finalized = finalized.clone();
         let blocks = blocks.clone();
@@ -245,13 +258,9 @@ pub async fn run(args: BenchArgs) -> Result<()> {
                     continue;
                 };
                 let txs = b["transactions"].as_array().cloned().unwrap_or_default();
-                blocks
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .push((at, txs.len()));
-                let mut f = finalized
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let hash = b["hash"].as_str().unwrap_or_default().to_string();
+                lock(&blocks).push((at, height, hash, txs.len()));
+                let mut f = lock(&finalized);
                 for t in txs {
                     if let Some(hash) = t.as_str().and_then(|s| s.parse::<TxHash>().ok()) {
                         f.insert(hash, at);
@@ -260,24 +269,46 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             }
         })
     };
+    // Processes: CPU at the start, resident memory sampled each second.
+    let cpu0: Vec<Option<(f64, f64)>> = args.metrics.iter().map(|m| process_sample(m)).collect();
+    let max_rss: Arc<Mutex<Vec<f64>>> = Arc::new(Mutex::new(vec![0.0; args.metrics.len()]));
+    let sampler = {
+        let metrics = args.metrics.clone();
+        let max_rss = max_rss.clone();
+        tokio::spawn(async move {
+            loop {
+                let m = metrics.clone();
+                let samples = tokio::task::spawn_blocking(move || {
+                    m.iter().map(|a| process_sample(a)).collect::<Vec<_>>()
+                })
+                .await
+                .unwrap_or_default();
+                {
+                    let mut r = lock(&max_rss);
+                    for (slot, s) in r.iter_mut().zip(samples) {
+                        if let Some((_, rss)) = s {
+                            *slot = slot.max(rss);
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        })
+    };
 
-    // 4. Open-loop load: every 10 ms, the transfers due by then.
-    println!(
-        "offering {} transfers/s for {} s to {} node(s)...",
-        args.rate,
-        args.duration,
-        clients.len()
-    );
+    // Open-loop load: every 10 ms, the transfers due by then.
     let submitted: Arc<Mutex<HashMap<TxHash, Instant>>> = Arc::default();
-    let rejected = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let rejected = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let mut sent = 0usize;
     let mut tasks = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_millis(10));
     let mut next_client = 0usize;
-    while sent < load.len() {
+    let mut last_progress = Instant::now();
+    let total = load.len();
+    while sent < total {
         tick.tick().await;
-        let due = ((start.elapsed().as_secs_f64() * args.rate as f64) as usize).min(load.len());
+        let due = ((start.elapsed().as_secs_f64() * rate as f64) as usize).min(total);
         while sent < due {
             let end = (sent + args.batch).min(due);
             let chunk: Vec<(TxHash, String)> = load[sent..end].to_vec();
@@ -289,26 +320,24 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             tasks.push(tokio::spawn(async move {
                 let now = Instant::now();
                 {
-                    let mut s = submitted
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let mut s = lock(&submitted);
                     for (h, _) in &chunk {
                         s.insert(*h, now);
                     }
                 }
                 let raws: Vec<String> = chunk.into_iter().map(|(_, r)| r).collect();
-                match call(&c, "tx_sendBatch", rpc_params![raws.clone()]).await {
-                    Ok(r) => {
-                        let bad = r.as_array().map_or(raws.len(), |a| {
-                            a.iter().filter(|i| i.get("error").is_some()).count()
-                        });
-                        rejected.fetch_add(bad as u64, std::sync::atomic::Ordering::Relaxed);
-                    }
-                    Err(_) => {
-                        rejected.fetch_add(raws.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                    }
-                }
+                let bad = match call(&c, "tx_sendBatch", rpc_params![raws.clone()]).await {
+                    Ok(r) => r.as_array().map_or(raws.len(), |a| {
+                        a.iter().filter(|i| i.get("error").is_some()).count()
+                    }),
+                    Err(_) => raws.len(),
+                };
+                rejected.fetch_add(bad as u64, Ordering::Relaxed);
             }));
+        }
+        if last_progress.elapsed() >= Duration::from_secs(1) {
+            last_progress = Instant::now();
+            progress(start, sent, total, lock(&finalized).len(), args.duration);
         }
         if start.elapsed() > Duration::from_secs(args.duration * 3 + 30) {
             break;
@@ -321,32 +350,30 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     // Let the last transfers land.
     let drain = Instant::now() + Duration::from_secs(15);
     while Instant::now() < drain {
-        let done = finalized
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .len();
-        if done >= load.len() - rejected.load(std::sync::atomic::Ordering::Relaxed) as usize {
+        let done = lock(&finalized).len();
+        if done >= total.saturating_sub(rejected.load(Ordering::Relaxed) as usize) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    progress(start, sent, total, lock(&finalized).len(), args.duration);
+    eprintln!();
     watcher.abort();
+    sampler.abort();
+    let cpu1: Vec<Option<(f64, f64)>> = args.metrics.iter().map(|m| process_sample(m)).collect();
+    let elapsed = start.elapsed().as_secs_f64();
 
-    // 5. Figures.
-    let submitted = submitted
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone();
-    let finalized = finalized
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone();
+    // Figures, from what the chain finalized.
+    let submitted = lock(&submitted).clone();
+    let finalized = lock(&finalized).clone();
     let mut latencies: Vec<f64> = Vec::new();
+    let mut counted = Vec::new();
     let mut last_final = start;
     for (h, at) in &submitted {
         if let Some(f) = finalized.get(h) {
             latencies.push(f.duration_since(*at).as_secs_f64() * 1e3);
             last_final = last_final.max(*f);
+            counted.push(*h);
         }
     }
     latencies.sort_by(f64::total_cmp);
@@ -356,31 +383,40 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         .max(offered_secs);
     let count = latencies.len();
     let tps = count as f64 / window;
-    let blocks = blocks
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone();
-    let in_window: Vec<&(Instant, usize)> = blocks
+    let blocks = lock(&blocks).clone();
+    let in_window: Vec<&SeenBlock> = blocks
         .iter()
-        .filter(|(t, _)| *t >= start && *t <= last_final)
+        .filter(|(t, ..)| *t >= start && *t <= last_final)
         .collect();
     let blocks_per_s = in_window.len() as f64 / window;
     let txs_per_block = if in_window.is_empty() {
         0.0
     } else {
-        in_window.iter().map(|(_, n)| *n as f64).sum::<f64>() / in_window.len() as f64
+        in_window.iter().map(|b| b.3 as f64).sum::<f64>() / in_window.len() as f64
     };
-    let rejected = rejected.load(std::sync::atomic::Ordering::Relaxed);
-    let lost = load.len() as u64 - count as u64 - rejected;
-    let fig = json!({
-        "offered_tps": args.rate,
+    let rejected = rejected.load(Ordering::Relaxed);
+    let not_final = (total as u64).saturating_sub(count as u64 + rejected);
+    let nodes: Vec<Value> = args
+        .metrics
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let cpu = match (cpu0[i], cpu1[i]) {
+                (Some((a, _)), Some((b, _))) => (b - a) / elapsed * 100.0,
+                _ => 0.0,
+            };
+            json!({"metrics": m, "cpu_percent": cpu, "max_rss_bytes": lock(&max_rss)[i]})
+        })
+        .collect();
+    let max_rss_bytes = lock(&max_rss).iter().copied().fold(0.0, f64::max);
+    let figures = json!({
+        "offered_tps": rate,
         "duration_s": args.duration,
-        "nodes": args.rpc,
-        "submitted": load.len(),
+        "submitted": total,
         "finalized": count,
         "finalized_tps": tps,
         "rejected": rejected,
-        "not_finalized": lost,
+        "not_finalized": not_final,
         "latency_ms": {
             "p50": percentile(&latencies, 0.50),
             "p90": percentile(&latencies, 0.90),
@@ -389,33 +425,410 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         },
         "blocks_per_s": blocks_per_s,
         "txs_per_block": txs_per_block,
+        "max_rss_bytes": max_rss_bytes,
+        "processes": nodes,
     });
-    println!();
-    println!(
-        "  offered               {:>10} transfers/s for {} s",
-        args.rate, args.duration
+    let blocks = blocks.iter().map(|b| (b.1, b.2.clone())).collect();
+    Ok(Step {
+        figures,
+        blocks,
+        finalized: counted,
+    })
+}
+
+fn progress(start: Instant, sent: usize, total: usize, finalized: usize, duration: u64) {
+    let secs = start.elapsed().as_secs_f64().max(0.001);
+    let width = 30usize;
+    let done = (sent * width).checked_div(total).unwrap_or(width);
+    eprint!(
+        "\r  [{}{}] {:>3.0}/{duration} s  offered {:>7.0}/s  finalized {:>7.0}/s  ",
+        "#".repeat(done),
+        ".".repeat(width - done),
+        secs,
+        sent as f64 / secs,
+        finalized as f64 / secs,
     );
-    println!(
-        "  finalized             {:>10.0} transfers/s ({count} of {})",
-        tps,
-        load.len()
+}
+
+/// The self-check: every counted block has the same hash on every node;
+/// counted transfers' receipts (failed or not) come from node 0.
+async fn check_blocks(clients: &[HttpClient], blocks: &[(u64, String)]) -> Result<()> {
+    for c in &clients[1..] {
+        for (height, hash) in blocks {
+            let b = call(c, "chain_getBlockByNumber", rpc_params![*height, false]).await?;
+            if b["hash"].as_str() != Some(hash.as_str()) {
+                bail!("self-check: block {height} differs between nodes");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Counted transfers that finalized with a failed receipt.
+async fn count_failed(c: &HttpClient, hashes: &[TxHash]) -> Result<u64> {
+    let mut failed = 0u64;
+    for s in statuses(c, hashes).await? {
+        match s["status"].as_str() {
+            Some("failed") => failed += 1,
+            Some("finalized") => {}
+            other => bail!("self-check: a counted transfer is {other:?} on the first node"),
+        }
+    }
+    Ok(failed)
+}
+
+/// The senders' stablecoin, summed, on one node.
+async fn senders_total(c: &HttpClient, senders: &[Keypair], asset: Symbol) -> Result<u128> {
+    let mut sum = 0u128;
+    for k in senders {
+        let b = call(
+            c,
+            "account_getBalance",
+            rpc_params![k.address().to_string(), asset.to_string()],
+        )
+        .await?;
+        sum += b["amount"]
+            .as_str()
+            .and_then(|a| a.parse::<u128>().ok())
+            .unwrap_or(0);
+    }
+    Ok(sum)
+}
+
+/// Throughput and latency against offered load, as an SVG line chart.
+fn chart(steps: &[Value], ceiling: f64) -> String {
+    let (w, h, pad) = (720.0, 420.0, 60.0);
+    let offered: Vec<f64> = steps
+        .iter()
+        .map(|s| s["offered_tps"].as_f64().unwrap_or(0.0))
+        .collect();
+    let tps: Vec<f64> = steps
+        .iter()
+        .map(|s| s["finalized_tps"].as_f64().unwrap_or(0.0))
+        .collect();
+    let p50: Vec<f64> = steps
+        .iter()
+        .map(|s| s["latency_ms"]["p50"].as_f64().unwrap_or(0.0))
+        .collect();
+    let p99: Vec<f64> = steps
+        .iter()
+        .map(|s| s["latency_ms"]["p99"].as_f64().unwrap_or(0.0))
+        .collect();
+    let x_max = offered.iter().copied().fold(1.0, f64::max) * 1.05;
+    let y_max = tps.iter().chain(&offered).copied().fold(ceiling, f64::max) * 1.05;
+    let l_max = p99.iter().copied().fold(1.0, f64::max) * 1.1;
+    let x = |v: f64| pad + v / x_max * (w - 2.0 * pad);
+    let y = |v: f64, max: f64| h - pad - v / max * (h - 2.0 * pad);
+    let line = |ys: &[f64], max: f64, color: &str, dash: &str| {
+        let pts: Vec<String> = offered
+            .iter()
+            .zip(ys)
+            .map(|(a, b)| format!("{:.1},{:.1}", x(*a), y(*b, max)))
+            .collect();
+        format!(
+            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" stroke-dasharray=\"{dash}\" points=\"{}\"/>",
+            pts.join(" ")
+        )
+    };
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
     );
-    println!("  rejected / not final  {:>10} / {lost}", rejected);
-    println!(
-        "  latency ms            p50 {:.0}  p90 {:.0}  p99 {:.0}  max {:.0}",
-        fig["latency_ms"]["p50"].as_f64().unwrap_or(0.0),
-        fig["latency_ms"]["p90"].as_f64().unwrap_or(0.0),
-        fig["latency_ms"]["p99"].as_f64().unwrap_or(0.0),
-        fig["latency_ms"]["max"].as_f64().unwrap_or(0.0)
+    svg += &format!(
+        "<line x1=\"{pad}\" y1=\"{0}\" x2=\"{1}\" y2=\"{0}\" stroke=\"black\"/><line x1=\"{pad}\" y1=\"{pad}\" x2=\"{pad}\" y2=\"{0}\" stroke=\"black\"/><line x1=\"{1}\" y1=\"{pad}\" x2=\"{1}\" y2=\"{0}\" stroke=\"black\"/>\n",
+        h - pad,
+        w - pad
     );
-    println!(
-        "  blocks                {:>10.2} /s, {:.0} transfers per block",
-        blocks_per_s, txs_per_block
+    for i in 0..=4 {
+        let f = f64::from(i) / 4.0;
+        svg += &format!(
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{:.0}</text><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{:.0}</text><text x=\"{:.1}\" y=\"{:.1}\">{:.0}</text>\n",
+            x(f * x_max),
+            h - pad + 16.0,
+            f * x_max,
+            pad - 4.0,
+            y(f * y_max, y_max) + 4.0,
+            f * y_max,
+            w - pad + 4.0,
+            y(f * l_max, l_max) + 4.0,
+            f * l_max
+        );
+    }
+    svg += &format!(
+        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">offered transfers/s</text>\n<text x=\"{pad}\" y=\"{:.1}\">finalized transfers/s (left), latency ms (right)</text>\n",
+        w / 2.0,
+        h - 16.0,
+        pad - 20.0
     );
+    if ceiling > 0.0 {
+        svg += &format!(
+            "<line x1=\"{pad}\" y1=\"{0:.1}\" x2=\"{1}\" y2=\"{0:.1}\" stroke=\"gray\" stroke-dasharray=\"2 4\"/><text x=\"{2:.1}\" y=\"{3:.1}\" fill=\"gray\">verification ceiling {ceiling:.0}/s</text>\n",
+            y(ceiling, y_max),
+            w - pad,
+            pad + 6.0,
+            y(ceiling, y_max) - 4.0
+        );
+    }
+    svg += &line(&offered, y_max, "#bbbbbb", "4 4");
+    svg += &line(&tps, y_max, "#1f77b4", "");
+    svg += &line(&p50, l_max, "#2ca02c", "");
+    svg += &line(&p99, l_max, "#d62728", "");
+    let legend = [
+        ("#1f77b4", "finalized/s"),
+        ("#bbbbbb", "offered/s"),
+        ("#2ca02c", "latency p50"),
+        ("#d62728", "latency p99"),
+    ];
+    for (i, (color, label)) in legend.iter().enumerate() {
+        let ly = pad + 14.0 * i as f64;
+        svg += &format!(
+            "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"10\" height=\"10\" fill=\"{color}\"/><text x=\"{:.1}\" y=\"{:.1}\">{label}</text>\n",
+            pad + 10.0,
+            ly,
+            pad + 24.0,
+            ly + 9.0
+        );
+    }
+    svg += "</svg>\n";
+    svg
+}
+
+#[allow(clippy::too_many_lines)]
+pub async fn run(args: BenchArgs) -> Result<()> {
+    if args.rpc.is_empty()
+        || args.accounts == 0
+        || args.rate.is_empty()
+        || args.rate.contains(&0)
+        || args.duration == 0
+    {
+        bail!("--rpc, --accounts, --rate and --duration must be non-empty and positive");
+    }
+    let clients: Vec<HttpClient> = args.rpc.iter().map(|u| client(u)).collect::<Result<_>>()?;
+    let c0 = &clients[0];
+    let params = call(c0, "chain_getParams", rpc_params![]).await?;
+    let height = call(c0, "node_status", rpc_params![]).await?["latestHeight"]
+        .as_u64()
+        .unwrap_or(0);
+    let chain = Chain {
+        chain_id: ChainId::new(params["chainId"].as_str().unwrap_or_default())?,
+        fee: params["txFee"].as_str().unwrap_or("0").parse()?,
+        usdt: params["feeAsset"].as_str().unwrap_or("USDT").parse()?,
+        expiry: height
+            + params["maxTxLifetimeBlocks"]
+                .as_u64()
+                .unwrap_or(1_000)
+                .min(100_000),
+    };
+    let validators = call(c0, "chain_getValidators", rpc_params![]).await?["validators"]
+        .as_array()
+        .map_or(1, Vec::len)
+        .max(1);
+
+    // The ceiling every validator's signature checks set on this machine.
+    println!("measuring ed25519 batch verification on one core...");
+    let rate_one_core = tokio::task::spawn_blocking(verify_rate).await?;
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let ceiling = rate_one_core * cores as f64 / validators as f64;
+    println!(
+        "  {rate_one_core:.0} signatures/s per core x {cores} cores / {validators} validators = ceiling {ceiling:.0} transfers/s"
+    );
+
+    // Fund the senders (fees for every transfer of every step, plus the
+    // base unit each moves), in batch transfers.
+    let funder = KeyFile::read(&args.funder)?;
+    let mut senders = Senders {
+        keys: (0..args.accounts)
+            .map(|i| Keypair::derive_insecure(args.seed, &format!("bench-sender-{i}")))
+            .collect(),
+        nonces: vec![0; args.accounts],
+    };
+    let grand_total: u64 = args.rate.iter().map(|r| r * args.duration).sum();
+    let per_sender = (grand_total as usize).div_ceil(args.accounts);
+    let each = Amount(((chain.fee.0 + 1) * per_sender as u128) + chain.fee.0 * 2);
+    let mut nonce = call(c0, "account_get", rpc_params![funder.address().to_string()]).await?
+        ["nonce"]
+        .as_u64()
+        .unwrap_or(0);
+    let first = senders.keys[0].address().to_string();
+    if call(c0, "account_get", rpc_params![first]).await?["nonce"]
+        .as_u64()
+        .unwrap_or(0)
+        > 0
+    {
+        bail!(
+            "the sender accounts of seed {} were used before: pass another --seed",
+            args.seed
+        );
+    }
+    let mut funding = Vec::new();
+    for group in senders.keys.chunks(200) {
+        let payouts = Payouts::new(
+            group
+                .iter()
+                .map(|k| Payout {
+                    to: k.address(),
+                    amount: each,
+                })
+                .collect(),
+        )?;
+        let payload = Payload::BatchTransfer {
+            asset: chain.usdt,
+            payouts,
+            memo: Memo::empty(),
+        };
+        funding.push(sign(&chain, &funder, nonce, payload));
+        nonce += 1;
+    }
+    println!(
+        "funding {} sender accounts with {} transactions...",
+        senders.keys.len(),
+        funding.len()
+    );
+    let raws: Vec<String> = funding.iter().map(raw).collect();
+    for chunk in raws.chunks(200) {
+        let r = call(c0, "tx_sendBatch", rpc_params![chunk.to_vec()]).await?;
+        for item in r.as_array().cloned().unwrap_or_default() {
+            if let Some(e) = item.get("error") {
+                bail!("funding rejected: {}", e["message"]);
+            }
+        }
+    }
+    let hashes: Vec<TxHash> = funding.iter().map(SignedTransaction::hash).collect();
+    wait_final(c0, &hashes, 120).await?;
+    let funded = each.0 * senders.keys.len() as u128;
+
+    let mut steps = Vec::new();
+    let mut included = 0u128;
+    for &rate in &args.rate {
+        let n = (rate * args.duration) as usize;
+        println!("step: pre-signing {n} transfers...");
+        let load = senders.sign(&chain, n);
+        println!(
+            "step: offering {rate} transfers/s for {} s to {} node(s)",
+            args.duration,
+            clients.len()
+        );
+        let mut s = step(&args, &clients, load, rate).await?;
+        check_blocks(&clients, &s.blocks).await?;
+        let failed = count_failed(c0, &s.finalized).await?;
+        included += s.finalized.len() as u128;
+        let tps = s.figures["finalized_tps"].as_f64().unwrap_or(0.0);
+        s.figures["failed"] = json!(failed);
+        s.figures["verify_ceiling_tps"] = json!(ceiling);
+        s.figures["ceiling_share"] = json!(if ceiling > 0.0 { tps / ceiling } else { 0.0 });
+        print_step(&s.figures);
+        steps.push(s.figures);
+        // Transfers that never made it leave nonce gaps: the next step
+        // starts each sender at the chain's nonce.
+        let lost = steps.last().map_or(0, |f: &Value| {
+            f["not_finalized"].as_u64().unwrap_or(0) + f["rejected"].as_u64().unwrap_or(0)
+        });
+        if lost > 0 {
+            for (i, k) in senders.keys.iter().enumerate() {
+                senders.nonces[i] = call(c0, "account_get", rpc_params![k.address().to_string()])
+                    .await?["nonce"]
+                    .as_u64()
+                    .unwrap_or(0);
+            }
+        }
+    }
+
+    // Balances add up on every node: transfers between senders move
+    // nothing out; every included transfer paid one fee.
+    let expected = funded.saturating_sub(included * chain.fee.0);
+    let mut balances_ok = true;
+    for (i, c) in clients.iter().enumerate() {
+        let got = senders_total(c, &senders.keys, chain.usdt).await?;
+        if got != expected {
+            balances_ok = false;
+            eprintln!("self-check: node {i} holds {got} for the senders, expected {expected}");
+        }
+    }
+    if !balances_ok {
+        bail!("self-check failed: balances do not add up");
+    }
+    println!(
+        "self-check: every counted block is the same on every node; balances add up on every node"
+    );
+
+    // The best step is the headline.
+    let best = steps
+        .iter()
+        .max_by(|a, b| {
+            a["finalized_tps"]
+                .as_f64()
+                .unwrap_or(0.0)
+                .total_cmp(&b["finalized_tps"].as_f64().unwrap_or(0.0))
+        })
+        .cloned()
+        .unwrap_or(Value::Null);
+    let mut report = best.clone();
+    report["nodes"] = json!(args.rpc);
+    report["validators"] = json!(validators);
+    report["cores"] = json!(cores);
+    report["verify_rate_per_core"] = json!(rate_one_core);
+    report["steps"] = json!(steps);
+    report["self_check"] = json!("passed");
+    if args.rate.len() > 1 {
+        println!(
+            "\nsaturation: best {:.0} finalized transfers/s at an offered {} /s ({:.0}% of the ceiling)",
+            best["finalized_tps"].as_f64().unwrap_or(0.0),
+            best["offered_tps"],
+            best["ceiling_share"].as_f64().unwrap_or(0.0) * 100.0
+        );
+    }
+    let chart_path = args
+        .chart
+        .clone()
+        .or_else(|| args.out.as_ref().map(|p| p.with_extension("svg")));
+    if let Some(path) = &chart_path {
+        std::fs::write(path, chart(&steps, ceiling))
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("  chart written to {}", path.display());
+    }
     if let Some(path) = &args.out {
-        std::fs::write(path, serde_json::to_string_pretty(&fig)?)
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
             .with_context(|| format!("writing {}", path.display()))?;
         println!("  figures written to {}", path.display());
     }
     Ok(())
+}
+
+fn print_step(f: &Value) {
+    let n = |v: &Value| v.as_f64().unwrap_or(0.0);
+    println!(
+        "  offered               {:>10} transfers/s for {} s",
+        f["offered_tps"], f["duration_s"]
+    );
+    println!(
+        "  finalized             {:>10.0} transfers/s ({} of {}); {:.0}% of the {:.0}/s ceiling",
+        n(&f["finalized_tps"]),
+        f["finalized"],
+        f["submitted"],
+        n(&f["ceiling_share"]) * 100.0,
+        n(&f["verify_ceiling_tps"])
+    );
+    println!(
+        "  rejected / failed / not final  {} / {} / {}",
+        f["rejected"], f["failed"], f["not_finalized"]
+    );
+    println!(
+        "  latency ms            p50 {:.0}  p90 {:.0}  p99 {:.0}  max {:.0}",
+        n(&f["latency_ms"]["p50"]),
+        n(&f["latency_ms"]["p90"]),
+        n(&f["latency_ms"]["p99"]),
+        n(&f["latency_ms"]["max"])
+    );
+    println!(
+        "  blocks                {:>10.2} /s, {:.0} transfers per block",
+        n(&f["blocks_per_s"]),
+        n(&f["txs_per_block"])
+    );
+    for p in f["processes"].as_array().cloned().unwrap_or_default() {
+        println!(
+            "  node {:<22} cpu {:>5.0}%  max rss {:>6.0} MiB",
+            p["metrics"].as_str().unwrap_or(""),
+            n(&p["cpu_percent"]),
+            n(&p["max_rss_bytes"]) / 1_048_576.0
+        );
+    }
 }

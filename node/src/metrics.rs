@@ -37,6 +37,8 @@ pub struct Metrics {
     pub peers: Gauge,
     pub slashed: Counter,
     pub proposal_to_finality_seconds: Histogram,
+    pub process_cpu_seconds: Gauge<f64, AtomicU64>,
+    pub process_resident_bytes: Gauge,
 }
 
 impl Metrics {
@@ -59,6 +61,8 @@ impl Metrics {
             peers: Gauge::default(),
             slashed: Counter::default(),
             proposal_to_finality_seconds: Histogram::new(exponential_buckets(0.01, 1.5, 20)),
+            process_cpu_seconds: Gauge::default(),
+            process_resident_bytes: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -133,10 +137,48 @@ impl Metrics {
             "Time from this node proposing a block to committing it as final",
             m.proposal_to_finality_seconds.clone(),
         );
+        registry.register(
+            "process_cpu_seconds",
+            "CPU time (user and system) this process has used",
+            m.process_cpu_seconds.clone(),
+        );
+        registry.register(
+            "process_resident_memory_bytes",
+            "Resident memory of this process",
+            m.process_resident_bytes.clone(),
+        );
         Metrics { registry, ..m }
     }
 
+    /// Reads this process's CPU time and resident memory from /proc (Linux;
+    /// elsewhere they stay 0).
+    fn sample_process(&self) {
+        let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+            .ok()
+            .flatten()
+            .filter(|t| *t > 0)
+            .unwrap_or(100) as f64;
+        if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
+            // Fields after the command name (which may hold spaces): utime
+            // and stime are the 12th and 13th.
+            let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+            self.process_cpu_seconds.set((t(11) + t(12)) / ticks);
+        }
+        if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+            let kb = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().ok());
+            if let Some(kb) = kb {
+                self.process_resident_bytes.set(kb * 1024);
+            }
+        }
+    }
+
     pub fn encode(&self) -> String {
+        self.sample_process();
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();
