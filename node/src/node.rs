@@ -29,7 +29,7 @@ use sou_p2p::{P2p, P2pConfig, SyncRequest, SyncResponse, Topic};
 use sou_rpc::{Backend, FinalizedEvent, NodeInfo};
 use sou_types::{Address, Block, Keypair, Misbehaviour, SignedTransaction, TxHash};
 use tokio::sync::broadcast;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::NodeConfig;
 use crate::metrics::Metrics;
@@ -590,7 +590,8 @@ impl Driver {
         // and peers get the body before the vote that proposes it.
         for b in blocks_to_log {
             if let Some(p2p) = &self.p2p {
-                p2p.publish(Topic::Blocks, b.encode());
+                // Peers hold the transactions already: send their hashes.
+                p2p.publish(Topic::Blocks, b.compact().encode());
             }
             self.wal.append(&WalRecord::Block(b), false)?;
         }
@@ -879,20 +880,36 @@ impl Driver {
                 }
             }
             Topic::Blocks => {
-                let Ok(block) = Block::decode(data) else {
+                let Ok(compact) = sou_types::CompactBlock::decode(data) else {
                     p2p.report(id, source, false);
                     return Ok(());
                 };
-                let valid = block.header.chain_id == *self.shared.ledger.chain_id();
+                let valid = compact.header.chain_id == *self.shared.ledger.chain_id()
+                    && compact.roots_match();
                 p2p.report(id, source, valid);
+                let hash = compact.hash();
                 if valid
-                    && block.height() > self.shared.ledger.tip().height
+                    && compact.header.height > self.shared.ledger.tip().height
                     && self.bodies.len() < MAX_HELD_BODIES
+                    && !self.bodies.contains_key(&hash)
                 {
-                    let hash = block.hash();
-                    self.missing.remove(&hash);
-                    self.bodies.insert(hash, block);
-                    self.handle(Input::Wake)?;
+                    // Fill it from the mempool; fetch the whole block from
+                    // a peer if some transactions never reached us.
+                    let filled = {
+                        let pool = lock(&self.shared.mempool);
+                        compact.fill(|h| pool.get(h).cloned())
+                    };
+                    match filled {
+                        Ok(block) => {
+                            self.missing.remove(&hash);
+                            self.bodies.insert(hash, block);
+                            self.handle(Input::Wake)?;
+                        }
+                        Err(lacking) => {
+                            debug!(block = %hash, lacking = lacking.len(), "fetching a block body");
+                            self.missing.insert(hash);
+                        }
+                    }
                 }
             }
             Topic::Evidence => {
@@ -1117,7 +1134,7 @@ impl Driver {
         &mut self,
         mut events: Option<tokio::sync::mpsc::Receiver<sou_p2p::Event>>,
     ) -> Result<()> {
-        let mut sync_tick = tokio::time::interval(Duration::from_millis(500));
+        let mut sync_tick = tokio::time::interval(Duration::from_millis(100));
         let (sync_tx, mut sync_rx) = tokio::sync::mpsc::channel::<Option<SyncResponse>>(4);
         loop {
             let next = self.timers.keys().next().copied();

@@ -47,6 +47,63 @@ pub struct Block {
     pub evidence: Vec<Misbehaviour>,
 }
 
+/// A block as proposers gossip it: the header and the transactions'
+/// hashes, which peers fill from their mempools (they already received the
+/// transactions themselves through gossip), fetching the whole block only
+/// when some are missing.
+#[derive(Clone, PartialEq, Eq, Debug, BorshSerialize, BorshDeserialize)]
+pub struct CompactBlock {
+    pub header: BlockHeader,
+    pub tx_hashes: Vec<TxHash>,
+    pub evidence: Vec<Misbehaviour>,
+}
+
+impl CompactBlock {
+    pub fn hash(&self) -> BlockHash {
+        self.header.hash()
+    }
+
+    /// Decodes from untrusted bytes, at most [`MAX_BLOCK_BYTES`].
+    pub fn decode(bytes: &[u8]) -> Result<CompactBlock> {
+        decode_bounded(bytes, MAX_BLOCK_BYTES)
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+
+    /// Whether the hashes and evidence are those the header commits to.
+    pub fn roots_match(&self) -> bool {
+        tx_root(&self.tx_hashes) == self.header.tx_root
+            && evidence_root(&self.evidence) == self.header.evidence_root
+    }
+
+    /// The whole block, with transactions from `lookup`; or the hashes it
+    /// could not find.
+    pub fn fill(
+        &self,
+        lookup: impl Fn(&TxHash) -> Option<SignedTransaction>,
+    ) -> std::result::Result<Block, Vec<TxHash>> {
+        let mut transactions = Vec::with_capacity(self.tx_hashes.len());
+        let mut missing = Vec::new();
+        for h in &self.tx_hashes {
+            match lookup(h) {
+                Some(tx) if missing.is_empty() => transactions.push(tx),
+                Some(_) => {}
+                None => missing.push(*h),
+            }
+        }
+        if !missing.is_empty() {
+            return Err(missing);
+        }
+        Ok(Block {
+            header: self.header.clone(),
+            transactions,
+            evidence: self.evidence.clone(),
+        })
+    }
+}
+
 /// Proof that a validator misbehaved (signed two conflicting consensus
 /// votes), carried in a block so that the ledger slashes the offender.
 ///
@@ -95,6 +152,15 @@ impl Block {
         encode(self)
     }
 
+    /// The block as proposers gossip it (see [`CompactBlock`]).
+    pub fn compact(&self) -> CompactBlock {
+        CompactBlock {
+            header: self.header.clone(),
+            tx_hashes: self.tx_hashes(),
+            evidence: self.evidence.clone(),
+        }
+    }
+
     /// The transaction hashes in block order.
     pub fn tx_hashes(&self) -> Vec<TxHash> {
         self.transactions
@@ -135,6 +201,49 @@ mod tests {
         let mut other = h.clone();
         other.parent = Hash([9; 32]);
         assert_ne!(h.hash(), other.hash());
+    }
+
+    #[test]
+    fn a_compact_block_fills_from_a_pool_or_names_what_is_missing() {
+        use crate::{Keypair, Transaction};
+        let key = Keypair::derive_insecure(1, "compact");
+        let txs: Vec<SignedTransaction> = (0..3)
+            .map(|n| {
+                Transaction {
+                    chain_id: ChainId::new("sou-test").unwrap(),
+                    sender: key.address(),
+                    nonce: n,
+                    max_fee: crate::Amount(1),
+                    expiry_height: 10,
+                    payload: crate::Payload::Unjail,
+                }
+                .sign(&key)
+            })
+            .collect();
+        let mut h = header(2);
+        h.tx_root = tx_root(&txs.iter().map(SignedTransaction::hash).collect::<Vec<_>>());
+        let b = Block {
+            header: h,
+            transactions: txs.clone(),
+            evidence: vec![],
+        };
+        let c = CompactBlock::decode(&b.compact().encode()).unwrap();
+        assert!(c.roots_match());
+        assert_eq!(c.hash(), b.hash());
+        let pool: std::collections::HashMap<TxHash, SignedTransaction> =
+            txs.iter().map(|t| (t.hash(), t.clone())).collect();
+        assert_eq!(c.fill(|h| pool.get(h).cloned()).unwrap(), b);
+        let missing = c
+            .fill(|h| {
+                (*h != txs[1].hash())
+                    .then(|| pool.get(h).cloned())
+                    .flatten()
+            })
+            .unwrap_err();
+        assert_eq!(missing, vec![txs[1].hash()]);
+        let mut forged = c.clone();
+        forged.tx_hashes.swap(0, 2);
+        assert!(!forged.roots_match());
     }
 
     #[test]

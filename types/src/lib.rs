@@ -31,7 +31,7 @@ pub mod tx;
 pub use address::Address;
 pub use amount::Amount;
 pub use asset::Symbol;
-pub use block::{Block, BlockHash, BlockHeader, Misbehaviour};
+pub use block::{Block, BlockHash, BlockHeader, CompactBlock, Misbehaviour};
 pub use crypto::{Keypair, PublicKey, Signature};
 pub use hash::Hash;
 pub use tx::{ChainId, Memo, Payload, Payout, SignedTransaction, Transaction, TxHash};
