@@ -241,7 +241,7 @@ mod tests {
             })
             .unwrap_err();
         assert_eq!(missing, vec![txs[1].hash()]);
-        let mut forged = c.clone();
+        let mut forged = c;
         forged.tx_hashes.swap(0, 2);
         assert!(!forged.roots_match());
     }
