@@ -45,10 +45,10 @@ impl PublicKey {
 pub fn verify_batch(items: &[(PublicKey, Hash, Signature)]) -> Vec<bool> {
     let mut keys = Vec::with_capacity(items.len());
     let mut ok = vec![true; items.len()];
-    for (i, (pk, _, _)) in items.iter().enumerate() {
-        match pk.verifying_key() {
-            Ok(k) => keys.push(k),
-            Err(_) => {
+    for (i, k) in cached_keys(items).into_iter().enumerate() {
+        match k {
+            Some(k) => keys.push(k),
+            None => {
                 ok[i] = false;
                 // A placeholder keeps indexes aligned; the item is already failed.
                 keys.push(VerifyingKey::default());
@@ -69,6 +69,53 @@ pub fn verify_batch(items: &[(PublicKey, Hash, Signature)]) -> Vec<bool> {
         ok[i] = items[i].0.verify(&items[i].1, &items[i].2).is_ok();
     }
     ok
+}
+
+/// Most decompressed keys kept (about 200 bytes each).
+const KEY_CACHE_MAX: usize = 1 << 17;
+
+/// Decompressed keys of recent signers. Decompressing a key (a square root
+/// in the field) is about a sixth of the cost of checking a signature in a
+/// batch, and a payment chain's senders sign again and again.
+fn key_cache() -> &'static std::sync::Mutex<std::collections::HashMap<[u8; 32], VerifyingKey>> {
+    static CACHE: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<[u8; 32], VerifyingKey>>,
+    > = std::sync::OnceLock::new();
+    CACHE.get_or_init(Default::default)
+}
+
+/// The usable key of each item (`None`: not a point, or a weak key), from
+/// the cache where it can.
+fn cached_keys(items: &[(PublicKey, Hash, Signature)]) -> Vec<Option<VerifyingKey>> {
+    let lock = || {
+        key_cache()
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
+    let mut keys: Vec<Option<VerifyingKey>> = {
+        let cache = lock();
+        items
+            .iter()
+            .map(|(pk, _, _)| cache.get(&pk.0).copied())
+            .collect()
+    };
+    let mut fresh = Vec::new();
+    for (slot, (pk, _, _)) in keys.iter_mut().zip(items) {
+        if slot.is_none() {
+            *slot = pk.verifying_key().ok();
+            if let Some(k) = slot {
+                fresh.push((pk.0, *k));
+            }
+        }
+    }
+    if !fresh.is_empty() {
+        let mut cache = lock();
+        if cache.len() + fresh.len() > KEY_CACHE_MAX {
+            cache.clear();
+        }
+        cache.extend(fresh);
+    }
+    keys
 }
 
 impl Signature {
