@@ -164,8 +164,8 @@ fn verify_rate() -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
-/// A node's CPU seconds and resident bytes, from its metrics endpoint.
-fn process_sample(addr: &str) -> Option<(f64, f64)> {
+/// A node's metrics page.
+fn metrics_text(addr: &str) -> Option<String> {
     use std::io::{Read, Write};
     let addr = addr.trim_start_matches("http://");
     let mut s = std::net::TcpStream::connect(addr).ok()?;
@@ -173,6 +173,19 @@ fn process_sample(addr: &str) -> Option<(f64, f64)> {
     write!(s, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\n\r\n").ok()?;
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;
+    Some(text)
+}
+
+/// One value (`name` with its trailing space) from a node's metrics.
+fn metric(addr: &str, name: &str) -> Option<f64> {
+    metrics_text(addr)?
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+}
+
+/// A node's CPU seconds and resident bytes, from its metrics endpoint.
+fn process_sample(addr: &str) -> Option<(f64, f64)> {
+    let text = metrics_text(addr)?;
     let get = |name: &str| {
         text.lines()
             .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
@@ -405,9 +418,10 @@ async fn step(
         .iter()
         .enumerate()
         .map(|(i, m)| {
+            // Unknown (null) if the node did not answer either time.
             let cpu = match (cpu0[i], cpu1[i]) {
-                (Some((a, _)), Some((b, _))) => (b - a) / elapsed * 100.0,
-                _ => 0.0,
+                (Some((a, _)), Some((b, _))) => json!((b - a) / elapsed * 100.0),
+                _ => Value::Null,
             };
             json!({"metrics": m, "cpu_percent": cpu, "max_rss_bytes": lock(&max_rss)[i]})
         })
@@ -481,9 +495,10 @@ async fn count_failed(c: &HttpClient, hashes: &[TxHash]) -> Result<u64> {
     Ok(failed)
 }
 
-/// The senders' stablecoin, summed, on one node.
-async fn senders_total(c: &HttpClient, senders: &[Keypair], asset: Symbol) -> Result<u128> {
-    let mut sum = 0u128;
+/// The senders' stablecoin and nonces (transactions included, each of
+/// which paid a fee), summed, on one node.
+async fn senders_total(c: &HttpClient, senders: &[Keypair], asset: Symbol) -> Result<(u128, u128)> {
+    let (mut sum, mut nonces) = (0u128, 0u128);
     for k in senders {
         let b = call(
             c,
@@ -495,8 +510,10 @@ async fn senders_total(c: &HttpClient, senders: &[Keypair], asset: Symbol) -> Re
             .as_str()
             .and_then(|a| a.parse::<u128>().ok())
             .unwrap_or(0);
+        let a = call(c, "account_get", rpc_params![k.address().to_string()]).await?;
+        nonces += u128::from(a["nonce"].as_u64().unwrap_or(0));
     }
-    Ok(sum)
+    Ok((sum, nonces))
 }
 
 /// Throughput and latency against offered load, as an SVG line chart.
@@ -737,14 +754,36 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     }
 
     // Balances add up on every node: transfers between senders move
-    // nothing out; every included transfer paid one fee.
-    let expected = funded.saturating_sub(included * chain.fee.0);
+    // nothing out; every included transfer (each sender's nonce counts
+    // them, those finalized after a step's window too) paid one fee, and
+    // the ones this run counted are among them.
+    // First let what is still pending land (or expire), so that every node
+    // reads a settled state.
+    let settle = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < settle {
+        let metrics = args.metrics.clone();
+        let pending: f64 = tokio::task::spawn_blocking(move || {
+            metrics
+                .iter()
+                .map(|m| metric(m, "sou_mempool_transactions ").unwrap_or(0.0))
+                .sum()
+        })
+        .await?;
+        if pending == 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let mut balances_ok = true;
     for (i, c) in clients.iter().enumerate() {
-        let got = senders_total(c, &senders.keys, chain.usdt).await?;
-        if got != expected {
+        let (got, nonces) = senders_total(c, &senders.keys, chain.usdt).await?;
+        let expected = funded.saturating_sub(nonces * chain.fee.0);
+        if got != expected || nonces < included {
             balances_ok = false;
-            eprintln!("self-check: node {i} holds {got} for the senders, expected {expected}");
+            eprintln!(
+                "self-check: node {i} holds {got} for the senders after {nonces} transfers, expected {expected} (and at least {included} transfers)"
+            );
         }
     }
     if !balances_ok {
@@ -828,10 +867,12 @@ fn print_step(f: &Value) {
         n(&f["txs_per_block"])
     );
     for p in f["processes"].as_array().cloned().unwrap_or_default() {
+        let cpu = p["cpu_percent"]
+            .as_f64()
+            .map_or_else(|| "    ?".to_string(), |c| format!("{c:>5.0}"));
         println!(
-            "  node {:<22} cpu {:>5.0}%  max rss {:>6.0} MiB",
+            "  node {:<22} cpu {cpu}%  max rss {:>6.0} MiB",
             p["metrics"].as_str().unwrap_or(""),
-            n(&p["cpu_percent"]),
             n(&p["max_rss_bytes"]) / 1_048_576.0
         );
     }
