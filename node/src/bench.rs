@@ -183,6 +183,55 @@ fn metric(addr: &str, name: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
 }
 
+/// The cumulative buckets (upper bound in seconds, count) of a histogram
+/// on a node's metrics page.
+fn histogram(addr: &str, name: &str) -> Vec<(f64, f64)> {
+    let prefix = format!("{name}_bucket{{le=\"");
+    metrics_text(addr)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(&prefix)?;
+            let (le, count) = rest.split_once("\"}")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, count.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// Quantiles (upper bucket bounds, ms) of what the histograms counted
+/// between `before` and `after`, summed over nodes.
+fn histogram_quantiles(before: &[Vec<(f64, f64)>], after: &[Vec<(f64, f64)>]) -> Value {
+    let mut sum: Vec<(f64, f64)> = Vec::new();
+    for (b, a) in before.iter().zip(after) {
+        for (i, (le, n)) in a.iter().enumerate() {
+            let d = n - b.get(i).map_or(0.0, |x| x.1);
+            match sum.get_mut(i) {
+                Some(slot) => slot.1 += d,
+                None => sum.push((*le, d)),
+            }
+        }
+    }
+    let total = sum.last().map_or(0.0, |x| x.1);
+    let q = |p: f64| {
+        sum.iter()
+            .find(|(_, n)| *n >= p * total && total > 0.0)
+            .map(|(le, _)| {
+                if le.is_finite() {
+                    json!(le * 1e3)
+                } else {
+                    Value::Null
+                }
+            })
+            .unwrap_or(Value::Null)
+    };
+    json!({"blocks": total, "p50": q(0.5), "p99": q(0.99)})
+}
+
 /// A node's CPU seconds and resident bytes, from its metrics endpoint.
 fn process_sample(addr: &str) -> Option<(f64, f64)> {
     let text = metrics_text(addr)?;
@@ -223,6 +272,9 @@ impl Senders {
             .collect()
     }
 }
+
+/// Time from a node proposing a block to committing it (its histogram).
+const P2F: &str = "sou_proposal_to_finality_seconds";
 
 /// A finalized block as the watcher saw it: when, height, hash, transfers.
 type SeenBlock = (Instant, u64, String, usize);
@@ -288,6 +340,7 @@ async fn step(
     };
     // Processes: CPU at the start, resident memory sampled each second.
     let cpu0: Vec<Option<(f64, f64)>> = args.metrics.iter().map(|m| process_sample(m)).collect();
+    let p2f0: Vec<Vec<(f64, f64)>> = args.metrics.iter().map(|m| histogram(m, P2F)).collect();
     let max_rss: Arc<Mutex<Vec<f64>>> = Arc::new(Mutex::new(vec![0.0; args.metrics.len()]));
     let sampler = {
         let metrics = args.metrics.clone();
@@ -378,6 +431,7 @@ async fn step(
     watcher.abort();
     sampler.abort();
     let cpu1: Vec<Option<(f64, f64)>> = args.metrics.iter().map(|m| process_sample(m)).collect();
+    let p2f1: Vec<Vec<(f64, f64)>> = args.metrics.iter().map(|m| histogram(m, P2F)).collect();
     let elapsed = start.elapsed().as_secs_f64();
 
     // Figures, from what the chain finalized.
@@ -444,6 +498,7 @@ async fn step(
         "blocks_per_s": blocks_per_s,
         "txs_per_block": txs_per_block,
         "max_rss_bytes": max_rss_bytes,
+        "proposal_to_finality_ms": histogram_quantiles(&p2f0, &p2f1),
         "processes": nodes,
     });
     let blocks = blocks.iter().map(|b| (b.1, b.2.clone())).collect();
@@ -866,6 +921,14 @@ fn print_step(f: &Value) {
         n(&f["blocks_per_s"]),
         n(&f["txs_per_block"])
     );
+    let p2f = &f["proposal_to_finality_ms"];
+    if p2f["blocks"].as_f64().unwrap_or(0.0) > 0.0 {
+        println!(
+            "  proposal to finality  p50 <= {:.0} ms  p99 <= {:.0} ms (histogram bounds)",
+            n(&p2f["p50"]),
+            n(&p2f["p99"])
+        );
+    }
     for p in f["processes"].as_array().cloned().unwrap_or_default() {
         let cpu = p["cpu_percent"]
             .as_f64()

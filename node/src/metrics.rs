@@ -60,7 +60,7 @@ impl Metrics {
             evidence: Counter::default(),
             peers: Gauge::default(),
             slashed: Counter::default(),
-            proposal_to_finality_seconds: Histogram::new(exponential_buckets(0.01, 1.5, 20)),
+            proposal_to_finality_seconds: Histogram::new(exponential_buckets(0.005, 1.25, 32)),
             process_cpu_seconds: Gauge::default(),
             process_resident_bytes: Gauge::default(),
             registry: Registry::default(),
