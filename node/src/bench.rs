@@ -923,10 +923,15 @@ fn print_step(f: &Value) {
     );
     let p2f = &f["proposal_to_finality_ms"];
     if p2f["blocks"].as_f64().unwrap_or(0.0) > 0.0 {
+        // A quantile past the last bucket is null.
+        let bound = |v: &Value| {
+            v.as_f64()
+                .map_or_else(|| "> 5000".to_string(), |ms| format!("<= {ms:.0}"))
+        };
         println!(
-            "  proposal to finality  p50 <= {:.0} ms  p99 <= {:.0} ms (histogram bounds)",
-            n(&p2f["p50"]),
-            n(&p2f["p99"])
+            "  proposal to finality  p50 {} ms  p99 {} ms (histogram bounds)",
+            bound(&p2f["p50"]),
+            bound(&p2f["p99"])
         );
     }
     for p in f["processes"].as_array().cloned().unwrap_or_default() {

@@ -37,6 +37,8 @@ pub struct Metrics {
     pub peers: Gauge,
     pub slashed: Counter,
     pub proposal_to_finality_seconds: Histogram,
+    pub fetched_transactions: Counter,
+    pub fetched_blocks: Counter,
     pub process_cpu_seconds: Gauge<f64, AtomicU64>,
     pub process_resident_bytes: Gauge,
 }
@@ -61,6 +63,8 @@ impl Metrics {
             peers: Gauge::default(),
             slashed: Counter::default(),
             proposal_to_finality_seconds: Histogram::new(exponential_buckets(0.005, 1.25, 32)),
+            fetched_transactions: Counter::default(),
+            fetched_blocks: Counter::default(),
             process_cpu_seconds: Gauge::default(),
             process_resident_bytes: Gauge::default(),
             registry: Registry::default(),
@@ -136,6 +140,16 @@ impl Metrics {
             "proposal_to_finality_seconds",
             "Time from this node proposing a block to committing it as final",
             m.proposal_to_finality_seconds.clone(),
+        );
+        registry.register(
+            "p2p_fetched_transactions",
+            "Transactions fetched from peers to complete compact blocks",
+            m.fetched_transactions.clone(),
+        );
+        registry.register(
+            "p2p_fetched_blocks",
+            "Proposed block bodies fetched whole from peers",
+            m.fetched_blocks.clone(),
         );
         registry.register(
             "process_cpu_seconds",

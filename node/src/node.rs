@@ -462,6 +462,8 @@ const MAX_EVIDENCE_BYTES: usize = 4 * 1024;
 const MAX_HELD_EVIDENCE: usize = 256;
 /// Most bodies of proposed blocks asked for in one request.
 const MAX_WANTED_BODIES: usize = 16;
+/// Most transactions asked for in one request (to complete compact blocks).
+const MAX_WANTED_TXS: usize = 2048;
 /// Most blocks in one sync response.
 const MAX_SYNC_BLOCKS: u32 = 64;
 /// Most bytes of blocks in one sync response.
@@ -489,6 +491,14 @@ struct Driver {
     evidence: Vec<Misbehaviour>,
     /// Bodies of proposed blocks a check waits for, to ask peers for.
     missing: HashSet<Digest>,
+    /// Compact blocks waiting for transactions this node lacks, and those
+    /// transactions, to ask peers for.
+    partial: HashMap<Digest, sou_types::CompactBlock>,
+    lacking: HashSet<TxHash>,
+    /// The compact blocks whose transactions the request in flight asks for.
+    asked: HashSet<Digest>,
+    /// Where sync answers go (to the driver loop).
+    sync_tx: Option<tokio::sync::mpsc::Sender<Option<SyncResponse>>>,
     /// When this node proposed its blocks not yet final.
     proposed_at: HashMap<Digest, Instant>,
     p2p: Option<P2p>,
@@ -783,6 +793,10 @@ impl Driver {
         self.bodies.retain(|_, b| b.height() > tip_height);
         // Still missing, a body is asked for again when a check needs it.
         self.missing.clear();
+        self.partial.retain(|_, c| c.header.height > tip_height);
+        if self.partial.is_empty() {
+            self.lacking.clear();
+        }
         // Proposals of ours that did not make it.
         if self.proposed_at.len() > MAX_HELD_BODIES {
             self.proposed_at.clear();
@@ -905,8 +919,16 @@ impl Driver {
                             self.bodies.insert(hash, block);
                             self.handle(Input::Wake)?;
                         }
-                        Err(lacking) => {
-                            debug!(block = %hash, lacking = lacking.len(), "fetching a block body");
+                        Err(lacking) if self.partial.len() < MAX_HELD_BODIES => {
+                            // Ask peers for just the transactions we lack.
+                            debug!(block = %hash, lacking = lacking.len(), "fetching transactions");
+                            self.lacking.extend(lacking);
+                            self.partial.insert(hash, compact);
+                            if !self.sync_inflight {
+                                self.request_sync();
+                            }
+                        }
+                        Err(_) => {
                             self.missing.insert(hash);
                         }
                     }
@@ -986,37 +1008,75 @@ impl Driver {
             .take(MAX_WANTED_BODIES)
             .filter_map(|d| {
                 let d = sou_types::Hash(*d);
-                self.pending
+                let held = self
+                    .pending
                     .get(&d)
                     .map(|e| &e.block)
                     .or_else(|| self.bodies.get(&d))
                     .or_else(|| self.logged_blocks.get(&d))
-                    .map(Block::encode)
+                    .map(Block::encode);
+                // Or committed already.
+                held.or_else(|| {
+                    let h = store.height_of(&d).ok().flatten()?;
+                    store.block(h).ok().flatten().map(|b| b.encode())
+                })
             })
             .collect();
+        let txs = {
+            let pool = lock(&self.shared.mempool);
+            request
+                .txs
+                .iter()
+                .take(MAX_WANTED_TXS)
+                .filter_map(|h| {
+                    let h = sou_types::Hash(*h);
+                    // Pending here, or already in a block this node committed.
+                    pool.get(&h)
+                        .map(SignedTransaction::encode)
+                        .or_else(|| store.transaction(&h).ok().flatten().map(|r| r.tx.encode()))
+                })
+                .collect()
+        };
         SyncResponse {
             tip,
             blocks,
             bodies,
+            txs,
         }
     }
 
     /// Asks a peer for the finalized blocks after our tip, without waiting:
     /// the answer comes back through `sync_tx` to the driver loop.
-    fn request_sync(&mut self, sync_tx: &tokio::sync::mpsc::Sender<Option<SyncResponse>>) {
-        let Some(p2p) = self.p2p.clone() else { return };
+    fn request_sync(&mut self) {
+        let (Some(p2p), Some(sync_tx)) = (self.p2p.clone(), self.sync_tx.clone()) else {
+            return;
+        };
         self.sync_inflight = true;
         let request = SyncRequest {
             from: self.shared.ledger.tip().height + 1,
             max_blocks: MAX_SYNC_BLOCKS,
+            // Bodies whose compact block waits for transactions are not
+            // asked for whole.
             bodies: self
                 .missing
                 .iter()
+                .filter(|d| !self.partial.contains_key(d))
                 .take(MAX_WANTED_BODIES)
                 .map(|d| d.0)
                 .collect(),
+            txs: self
+                .lacking
+                .iter()
+                .take(MAX_WANTED_TXS)
+                .map(|h| h.0)
+                .collect(),
         };
-        let tx = sync_tx.clone();
+        self.asked = if self.lacking.len() <= MAX_WANTED_TXS {
+            self.partial.keys().copied().collect()
+        } else {
+            HashSet::new()
+        };
+        let tx = sync_tx;
         tokio::spawn(async move {
             let resp = tokio::time::timeout(Duration::from_secs(3), p2p.sync(request))
                 .await
@@ -1038,8 +1098,46 @@ impl Driver {
             let hash = block.hash();
             if self.missing.remove(&hash) && block.header.chain_id == *self.shared.ledger.chain_id()
             {
+                self.shared.metrics.fetched_blocks.inc();
                 self.bodies.insert(hash, block);
                 got_body = true;
+            }
+        }
+        // Transactions that complete compact blocks; a block still lacking
+        // some after an answer is asked for whole.
+        if !self.asked.is_empty() {
+            let mut fetched: HashMap<TxHash, SignedTransaction> = HashMap::new();
+            for bytes in &resp.txs {
+                if let Ok(tx) = SignedTransaction::decode(bytes) {
+                    let h = tx.hash();
+                    if self.lacking.contains(&h) {
+                        self.shared.metrics.fetched_transactions.inc();
+                        fetched.insert(h, tx);
+                    }
+                }
+            }
+            let asked = std::mem::take(&mut self.asked);
+            for hash in asked {
+                let Some(compact) = self.partial.remove(&hash) else {
+                    continue;
+                };
+                let filled = {
+                    let pool = lock(&self.shared.mempool);
+                    compact.fill(|h| pool.get(h).cloned().or_else(|| fetched.get(h).cloned()))
+                };
+                match filled {
+                    Ok(block) => {
+                        self.missing.remove(&hash);
+                        self.bodies.insert(hash, block);
+                        got_body = true;
+                    }
+                    Err(_) => {
+                        self.missing.insert(hash);
+                    }
+                }
+            }
+            if self.partial.is_empty() {
+                self.lacking.clear();
             }
         }
         if got_body {
@@ -1136,6 +1234,7 @@ impl Driver {
     ) -> Result<()> {
         let mut sync_tick = tokio::time::interval(Duration::from_millis(100));
         let (sync_tx, mut sync_rx) = tokio::sync::mpsc::channel::<Option<SyncResponse>>(4);
+        self.sync_tx = Some(sync_tx);
         loop {
             let next = self.timers.keys().next().copied();
             let sleep = async {
@@ -1182,8 +1281,8 @@ impl Driver {
                 },
                 _ = sync_tick.tick(), if self.p2p.is_some() && !self.sync_inflight => {
                     let idle = self.last_commit.is_none_or(|t| t.elapsed() > Duration::from_millis(self.cfg.p2p.sync_after_idle_ms));
-                    if self.need_sync || idle || !self.missing.is_empty() {
-                        self.request_sync(&sync_tx);
+                    if self.need_sync || idle || !self.missing.is_empty() || !self.lacking.is_empty() {
+                        self.request_sync();
                     }
                 }
                 Some(resp) = sync_rx.recv() => {
@@ -1297,6 +1396,10 @@ pub async fn start(home: &Path) -> Result<()> {
         seals: HashMap::new(),
         evidence: Vec::new(),
         missing: HashSet::new(),
+        partial: HashMap::new(),
+        lacking: HashSet::new(),
+        asked: HashSet::new(),
+        sync_tx: None,
         proposed_at: HashMap::new(),
         p2p,
         need_sync: false,

@@ -71,6 +71,9 @@ pub struct SyncRequest {
     pub max_blocks: u32,
     #[serde(default)]
     pub bodies: Vec<[u8; 32]>,
+    /// Transactions named by hash (to complete a compact block).
+    #[serde(default)]
+    pub txs: Vec<[u8; 32]>,
 }
 
 /// The answer: the responder's tip height, encoded (block, finality proof)
@@ -81,6 +84,9 @@ pub struct SyncResponse {
     pub blocks: Vec<(Vec<u8>, Vec<u8>)>,
     #[serde(default)]
     pub bodies: Vec<Vec<u8>>,
+    /// The encoded transactions asked for that it holds.
+    #[serde(default)]
+    pub txs: Vec<Vec<u8>>,
 }
 
 #[derive(Clone, Debug)]
@@ -209,7 +215,7 @@ impl P2p {
                 let thresholds = gossipsub::PeerScoreThresholds::default();
                 gossipsub.with_peer_score(params, thresholds)?;
                 let codec = request_response::cbor::codec::Codec::default()
-                    .set_request_size_maximum(16 * 1024)
+                    .set_request_size_maximum(256 * 1024)
                     .set_response_size_maximum(max_response);
                 let sync = request_response::Behaviour::with_codec(
                     codec,

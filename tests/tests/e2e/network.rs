@@ -498,3 +498,55 @@ fn a_validator_that_stays_down_is_jailed_for_downtime() {
         .unwrap();
     assert_agree(&net, tip);
 }
+
+#[test]
+fn a_node_whose_mempool_refuses_gossip_fills_blocks_from_its_peers() {
+    let _serial = serial();
+    // Node 3 keeps nothing in its mempool (it refuses every transaction as
+    // full): the transactions of the compact blocks it is sent must come
+    // from its peers.
+    let mut net = TestNet::new(4, quick);
+    let home = net.dir.join("node3/config.toml");
+    let mut cfg: toml::Table = std::fs::read_to_string(&home).unwrap().parse().unwrap();
+    cfg["mempool"]["max_txs"] = 0.into();
+    std::fs::write(&home, toml::to_string(&cfg).unwrap()).unwrap();
+    net.start_all();
+    net.wait_all(2, 60);
+    let rpc = format!("http://{}", net.nodes[0].rpc);
+    let mut last = 0;
+    for i in 0..3 {
+        let key = net.dir.join(format!("accounts/account-{i}.json"));
+        let to = KeyFile::read(&net.dir.join(format!("accounts/account-{}.json", i + 1)))
+            .unwrap()
+            .address()
+            .to_string();
+        let out = sou_tests::sou_ok(&[
+            "wallet",
+            "--rpc",
+            &rpc,
+            "transfer",
+            "--key",
+            key.to_str().unwrap(),
+            "--to",
+            &to,
+            "--amount",
+            "1",
+            "--json",
+        ]);
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(v["status"], "success", "{v}");
+        last = last.max(v["blockHeight"].as_u64().unwrap());
+    }
+    net.wait_all(last + 2, 60);
+    let tip = net
+        .nodes
+        .iter()
+        .filter_map(sou_tests::TestNode::height)
+        .min()
+        .unwrap();
+    assert_agree(&net, tip);
+    let m = net.nodes[3].metrics_text();
+    let fetched = metric(&m, "sou_p2p_fetched_transactions_total")
+        + metric(&m, "sou_p2p_fetched_blocks_total");
+    assert!(fetched > 0, "node 3 fetched nothing:\n{m}");
+}
