@@ -38,6 +38,7 @@ pub struct Metrics {
     pub slashed: Counter,
     pub proposal_to_finality_seconds: Histogram,
     pub fetched_transactions: Counter,
+    pub reconnects: Counter,
     pub fetched_blocks: Counter,
     pub process_cpu_seconds: Gauge<f64, AtomicU64>,
     pub process_resident_bytes: Gauge,
@@ -64,6 +65,7 @@ impl Metrics {
             slashed: Counter::default(),
             proposal_to_finality_seconds: Histogram::new(exponential_buckets(0.005, 1.25, 32)),
             fetched_transactions: Counter::default(),
+            reconnects: Counter::default(),
             fetched_blocks: Counter::default(),
             process_cpu_seconds: Gauge::default(),
             process_resident_bytes: Gauge::default(),
@@ -145,6 +147,11 @@ impl Metrics {
             "p2p_fetched_transactions",
             "Transactions fetched from peers to complete compact blocks",
             m.fetched_transactions.clone(),
+        );
+        registry.register(
+            "p2p_reconnects",
+            "Times every peer was reconnected after a silence on gossip",
+            m.reconnects.clone(),
         );
         registry.register(
             "p2p_fetched_blocks",

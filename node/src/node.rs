@@ -497,6 +497,8 @@ struct Driver {
     lacking: HashSet<TxHash>,
     /// The compact blocks whose transactions the request in flight asks for.
     asked: HashSet<Digest>,
+    /// When gossip last brought anything.
+    last_gossip: Instant,
     /// Where sync answers go (to the driver loop).
     sync_tx: Option<tokio::sync::mpsc::Sender<Option<SyncResponse>>>,
     /// When this node proposed its blocks not yet final.
@@ -650,6 +652,25 @@ impl Driver {
         self.shared.metrics.view.set(view as i64);
         lock(&self.shared.info).view = view;
         Ok(())
+    }
+
+    /// Validators rebroadcast their votes at least every longest view
+    /// timeout, so connected peers that stay silent on gossip for longer
+    /// than two of them have a dead gossip stream: reconnect them all.
+    fn check_gossip_silence(&mut self) {
+        let peers = lock(&self.shared.info).peers;
+        let limit = Duration::from_millis(2 * self.cfg.consensus.max_view_timeout_ms + 2_000);
+        if peers > 0 && self.last_gossip.elapsed() > limit {
+            if let Some(p2p) = &self.p2p {
+                warn!(
+                    silent_ms = self.last_gossip.elapsed().as_millis() as u64,
+                    peers, "no gossip from connected peers; reconnecting them"
+                );
+                p2p.reconnect_all();
+                self.shared.metrics.reconnects.inc();
+                self.last_gossip = Instant::now();
+            }
+        }
     }
 
     /// Keeps evidence that holds up for a block of ours to carry.
@@ -1266,7 +1287,10 @@ impl Driver {
                     }
                 }
                 ev = event => match ev {
-                    Some(sou_p2p::Event::Gossip { topic, data, source, id }) => self.on_gossip(topic, &data, source, id)?,
+                    Some(sou_p2p::Event::Gossip { topic, data, source, id }) => {
+                        self.last_gossip = Instant::now();
+                        self.on_gossip(topic, &data, source, id)?;
+                    }
                     Some(sou_p2p::Event::SyncRequest { request, channel, .. }) => {
                         let resp = self.on_sync_request(&request);
                         if let Some(p2p) = &self.p2p {
@@ -1277,9 +1301,10 @@ impl Driver {
                         lock(&self.shared.info).peers = n;
                         self.shared.metrics.peers.set(n as i64);
                     }
-                    None => events = None,
+                    None => return Err(anyhow!("the network task stopped")),
                 },
                 _ = sync_tick.tick(), if self.p2p.is_some() && !self.sync_inflight => {
+                    self.check_gossip_silence();
                     let idle = self.last_commit.is_none_or(|t| t.elapsed() > Duration::from_millis(self.cfg.p2p.sync_after_idle_ms));
                     if self.need_sync || idle || !self.missing.is_empty() || !self.lacking.is_empty() {
                         self.request_sync();
@@ -1400,6 +1425,7 @@ pub async fn start(home: &Path) -> Result<()> {
         lacking: HashSet::new(),
         asked: HashSet::new(),
         sync_tx: None,
+        last_gossip: Instant::now(),
         proposed_at: HashMap::new(),
         p2p,
         need_sync: false,

@@ -145,6 +145,7 @@ enum Command {
         valid: bool,
     },
     Respond(ResponseChannel<SyncResponse>, SyncResponse),
+    ReconnectAll,
     Sync {
         request: SyncRequest,
         reply: oneshot::Sender<Option<SyncResponse>>,
@@ -264,6 +265,12 @@ impl P2p {
         let _ = self.commands.send(Command::Respond(channel, response));
     }
 
+    /// Drops every connection; configured peers are dialled again at once.
+    /// For a node that hears nothing on gossip although peers are connected.
+    pub fn reconnect_all(&self) {
+        let _ = self.commands.send(Command::ReconnectAll);
+    }
+
     /// Asks a connected peer (any) for blocks; `None` if nobody answered.
     pub async fn sync(&self, request: SyncRequest) -> Option<SyncResponse> {
         let (reply, rx) = oneshot::channel();
@@ -365,6 +372,11 @@ fn command(swarm: &mut Swarm<Behaviour>, st: &mut State, cmd: Command) {
                     st.invalid.remove(&source);
                     let _ = swarm.disconnect_peer_id(source);
                 }
+            }
+        }
+        Command::ReconnectAll => {
+            for peer in st.connected.iter().copied().collect::<Vec<_>>() {
+                let _ = swarm.disconnect_peer_id(peer);
             }
         }
         Command::Respond(channel, response) => {

@@ -482,7 +482,16 @@ impl TestNet {
                             .ok()
                             .and_then(|v| v.parse().ok())
                             .unwrap_or(8);
-                        let tail: Vec<&str> = log.lines().rev().take(lines).collect();
+                        // Timeouts repeat: count them, show the other lines.
+                        let timeouts = log.matches("view timed out").count();
+                        let mut tail: Vec<&str> = log
+                            .lines()
+                            .rev()
+                            .filter(|l| !l.contains("view timed out"))
+                            .take(lines)
+                            .collect();
+                        let note = format!("({timeouts} view timeouts in the log)");
+                        tail.insert(0, &note);
                         let metrics: Vec<String> = n
                             .metrics_text()
                             .lines()

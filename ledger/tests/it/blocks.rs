@@ -129,20 +129,25 @@ fn block_limits_leave_the_rest_for_later() {
     assert_eq!(applied.not_included, 2);
 }
 
+/// Each of three users sends the next one `base + round`, at nonce `round`.
+fn ring_transfers(c: &Chain, round: u64, base: u128) -> Vec<sou_types::SignedTransaction> {
+    (0..3)
+        .map(|i| {
+            c.tx_nonce(
+                c.user(i),
+                round,
+                transfer(c.addr((i + 1) % 3), base + u128::from(round)),
+            )
+        })
+        .collect()
+}
+
 #[test]
 fn another_node_executes_the_block_to_the_same_state_root() {
     let mut a = chain(3);
     let b = chain(3);
     for round in 0..3u64 {
-        let txs: Vec<_> = (0..3)
-            .map(|i| {
-                a.tx_nonce(
-                    a.user(i),
-                    round,
-                    transfer(a.addr((i + 1) % 3), 10 + round as u128),
-                )
-            })
-            .collect();
+        let txs = ring_transfers(&a, round, 10);
         let (executed, _) = a.block(txs);
         let again = b
             .ledger
@@ -316,15 +321,7 @@ fn blocks_built_on_an_uncommitted_chain_match_blocks_built_after_each_commit() {
     // spends what the first credited.
     let mut pending: Vec<sou_ledger::ExecutedBlock> = Vec::new();
     for round in 0..3u64 {
-        let txs: Vec<_> = (0..3)
-            .map(|i| {
-                a.tx_nonce(
-                    a.user(i),
-                    round,
-                    transfer(a.addr((i + 1) % 3), 1_000 + round as u128),
-                )
-            })
-            .collect();
+        let txs = ring_transfers(&a, round, 1_000);
         let ancestors: Vec<&sou_ledger::ExecutedBlock> = pending.iter().collect();
         let (executed, applied) = a
             .ledger
@@ -360,15 +357,7 @@ fn blocks_built_on_an_uncommitted_chain_match_blocks_built_after_each_commit() {
     }
     let c = chain(3);
     for round in 0..3u64 {
-        let txs: Vec<_> = (0..3)
-            .map(|i| {
-                c.tx_nonce(
-                    c.user(i),
-                    round,
-                    transfer(c.addr((i + 1) % 3), 1_000 + round as u128),
-                )
-            })
-            .collect();
+        let txs = ring_transfers(&c, round, 1_000);
         let (executed, _) = c.ledger.propose(txs, c.addr(0), ts, &no_verified).unwrap();
         c.ledger.commit(&executed).unwrap();
     }
