@@ -554,19 +554,16 @@ async fn count_failed(c: &HttpClient, hashes: &[TxHash]) -> Result<u64> {
 /// which paid a fee), summed, on one node.
 async fn senders_total(c: &HttpClient, senders: &[Keypair], asset: Symbol) -> Result<(u128, u128)> {
     let (mut sum, mut nonces) = (0u128, 0u128);
+    let symbol = asset.to_string();
     for k in senders {
-        let b = call(
-            c,
-            "account_getBalance",
-            rpc_params![k.address().to_string(), asset.to_string()],
-        )
-        .await?;
-        sum += b["amount"]
-            .as_str()
-            .and_then(|a| a.parse::<u128>().ok())
-            .unwrap_or(0);
+        // One read gives both, from one state.
         let a = call(c, "account_get", rpc_params![k.address().to_string()]).await?;
         nonces += u128::from(a["nonce"].as_u64().unwrap_or(0));
+        sum += a["balances"]
+            .as_array()
+            .and_then(|bs| bs.iter().find(|b| b["asset"] == symbol.as_str()))
+            .and_then(|b| b["amount"].as_str()?.parse::<u128>().ok())
+            .unwrap_or(0);
     }
     Ok((sum, nonces))
 }

@@ -169,6 +169,45 @@ async fn sign(
     .sign(key))
 }
 
+/// Sends `tx`, waits for its receipt, prints it; fails if the transaction
+/// (a `what`) failed.
+async fn send_and_wait(
+    c: &jsonrpsee::http_client::HttpClient,
+    tx: &sou_types::SignedTransaction,
+    timeout_ms: u64,
+    json_out: bool,
+    what: &str,
+) -> Result<()> {
+    let hash = tx.hash();
+    let raw = format!("0x{}", hex::encode(tx.encode()));
+    let start = Instant::now();
+    let receipt = call(c, "tx_sendAndWait", rpc_params![raw, timeout_ms]).await?;
+    let ms = start.elapsed().as_millis();
+    let v = json!({
+        "hash": hash,
+        "blockHeight": receipt["blockHeight"],
+        "status": receipt["status"],
+        "reason": receipt["reason"],
+        "fee": receipt["fee"],
+        "finalityMs": ms,
+    });
+    print(json_out, &v, || {
+        let mut s = format!(
+            "{hash}\nfinalized in block {} after {ms} ms: {}",
+            receipt["blockHeight"],
+            receipt["status"].as_str().unwrap_or("?")
+        );
+        if let Some(r) = receipt["reason"].as_str() {
+            s.push_str(&format!(" ({r})"));
+        }
+        s
+    });
+    if receipt["status"] != "success" {
+        bail!("the {what} failed: {}", receipt["reason"]);
+    }
+    Ok(())
+}
+
 fn print(json_out: bool, v: &Value, text: impl FnOnce() -> String) {
     if json_out {
         println!("{v}");
@@ -219,32 +258,7 @@ pub async fn run(rpc: &str, cmd: WalletCommand) -> Result<()> {
                 print(json_out, &v, || format!("{hash}"));
                 return Ok(());
             }
-            let start = Instant::now();
-            let receipt = call(&c, "tx_sendAndWait", rpc_params![raw, timeout_ms]).await?;
-            let ms = start.elapsed().as_millis();
-            let v = json!({
-                "hash": hash,
-                "blockHeight": receipt["blockHeight"],
-                "status": receipt["status"],
-                "reason": receipt["reason"],
-                "fee": receipt["fee"],
-                "finalityMs": ms,
-            });
-            print(json_out, &v, || {
-                let mut s = format!(
-                    "{hash}\nfinalized in block {} after {ms} ms: {}",
-                    receipt["blockHeight"],
-                    receipt["status"].as_str().unwrap_or("?")
-                );
-                if let Some(r) = receipt["reason"].as_str() {
-                    s.push_str(&format!(" ({r})"));
-                }
-                s
-            });
-            if receipt["status"] != "success" {
-                bail!("the transfer failed: {}", receipt["reason"]);
-            }
-            Ok(())
+            send_and_wait(&c, &tx, timeout_ms, json_out, "transfer").await
         }
         WalletCommand::Stake {
             key,
@@ -256,26 +270,7 @@ pub async fn run(rpc: &str, cmd: WalletCommand) -> Result<()> {
             let key = KeyFile::read(&key)?;
             let c = client(rpc)?;
             let tx = sign(&c, &key, payload).await?;
-            let hash = tx.hash();
-            let raw = format!("0x{}", hex::encode(tx.encode()));
-            let receipt = call(&c, "tx_sendAndWait", rpc_params![raw, timeout_ms]).await?;
-            let v = json!({
-                "hash": hash,
-                "blockHeight": receipt["blockHeight"],
-                "status": receipt["status"],
-                "reason": receipt["reason"],
-            });
-            print(json_out, &v, || {
-                format!(
-                    "{hash}\nfinalized in block {}: {}",
-                    receipt["blockHeight"],
-                    receipt["status"].as_str().unwrap_or("?")
-                )
-            });
-            if receipt["status"] != "success" {
-                bail!("the transaction failed: {}", receipt["reason"]);
-            }
-            Ok(())
+            send_and_wait(&c, &tx, timeout_ms, json_out, "transaction").await
         }
         WalletCommand::Balance {
             address,
