@@ -71,7 +71,7 @@ impl<'a, R: StateReader> StateCache<'a, R> {
             .into_iter()
             .filter(|k| !self.slots.contains_key(k))
             .collect();
-        missing.sort();
+        missing.sort_unstable();
         missing.dedup();
         if missing.is_empty() {
             return Ok(());
@@ -162,17 +162,12 @@ impl<'a, R: StateReader> StateCache<'a, R> {
                 continue;
             }
             let k = key.encode();
-            if let Some(old) = &slot.original {
-                lthash.remove(&k, old);
-            }
-            if let Some(v) = &new {
-                lthash.add(&k, v);
-            }
+            lthash.replace(&k, slot.original.as_deref(), new.as_deref());
             writes.push((k, new));
         }
         // The writes' order does not matter to RocksDB or to the LtHash; a
         // sorted list keeps the output the same on every machine anyway.
-        writes.sort();
+        writes.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         StateDiff { writes, lthash }
     }
 

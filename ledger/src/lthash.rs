@@ -48,6 +48,29 @@ impl LtHash {
         h.finalize_xof().fill(out);
     }
 
+    /// Replaces an entry: removes `key` with `old` (if it was there) and adds
+    /// it with `new` (if it stays), in one pass over the lanes.
+    pub fn replace(&mut self, key: &[u8], old: Option<&[u8]>, new: Option<&[u8]>) {
+        let mut minus = [0u8; LANES * 2];
+        let mut plus = [0u8; LANES * 2];
+        if let Some(v) = old {
+            Self::expand(key, v, &mut minus);
+        }
+        if let Some(v) = new {
+            Self::expand(key, v, &mut plus);
+        }
+        for ((lane, p), m) in self
+            .0
+            .iter_mut()
+            .zip(plus.chunks_exact(2))
+            .zip(minus.chunks_exact(2))
+        {
+            let delta =
+                u16::from_le_bytes([p[0], p[1]]).wrapping_sub(u16::from_le_bytes([m[0], m[1]]));
+            *lane = lane.wrapping_add(delta);
+        }
+    }
+
     pub fn add(&mut self, key: &[u8], value: &[u8]) {
         let mut buf = [0u8; LANES * 2];
         Self::expand(key, value, &mut buf);
@@ -103,6 +126,24 @@ mod tests {
         b.remove(b"k3", b"v3");
         assert_eq!(a, b);
         assert_eq!(LtHash::from_bytes(&a.to_bytes()).unwrap(), a);
+    }
+
+    #[test]
+    fn replace_is_remove_then_add() {
+        let mut a = LtHash::default();
+        a.add(b"k1", b"v1");
+        a.add(b"k2", b"v2");
+        let mut b = a.clone();
+        a.remove(b"k1", b"v1");
+        a.add(b"k1", b"v9");
+        a.remove(b"k2", b"v2");
+        a.add(b"k3", b"v3");
+        b.replace(b"k1", Some(b"v1"), Some(b"v9"));
+        b.replace(b"k2", Some(b"v2"), None);
+        b.replace(b"k3", None, Some(b"v3"));
+        assert_eq!(a, b);
+        b.replace(b"k4", None, None);
+        assert_eq!(a, b);
     }
 
     #[test]

@@ -306,6 +306,52 @@ fn blocks_transactions_receipts_and_history_are_stored() {
     assert_eq!(full_state_root(&c.ledger), c.ledger.state_root());
 }
 
+/// An address with several transactions in one block has one history entry
+/// for that block; pages can end and resume in the middle of it.
+#[test]
+fn history_pages_within_and_across_blocks() {
+    let mut c = chain(2);
+    let (a, b) = (c.addr(0), c.addr(1));
+    let mut hashes = Vec::new();
+    let mut nonce = 0;
+    for per_block in [3u64, 2, 4] {
+        let mut txs = Vec::new();
+        for _ in 0..per_block {
+            let tx = c.tx_nonce(c.user(0), nonce, transfer(b, 1));
+            nonce += 1;
+            hashes.push(tx.hash());
+            txs.push(tx);
+        }
+        c.block(txs);
+    }
+    let newest_first: Vec<Hash> = hashes.iter().rev().copied().collect();
+    let store = c.ledger.store();
+    for who in [a, b] {
+        let all = store.history(&who, None, 100).unwrap();
+        assert_eq!(
+            all.iter().map(|(_, h)| *h).collect::<Vec<_>>(),
+            newest_first
+        );
+        // Cursors strictly decrease: (height, index) newest first.
+        assert!(all
+            .windows(2)
+            .all(|w| (w[0].0.height, w[0].0.index) > (w[1].0.height, w[1].0.index)));
+        // Every page size walks the same list without gaps or repeats.
+        for limit in 1..=4 {
+            let mut walked = Vec::new();
+            let mut cursor = None;
+            for _ in 0..20 {
+                let page = store.history(&who, cursor, limit).unwrap();
+                assert!(page.len() <= limit);
+                let Some(last) = page.last() else { break };
+                cursor = Some(last.0);
+                walked.extend(page.iter().map(|(_, h)| *h));
+            }
+            assert_eq!(walked, newest_first, "page size {limit}");
+        }
+    }
+}
+
 /// No transaction verified beforehand, no evidence holds up.
 const CHECKS: sou_ledger::Checks<'static> = sou_ledger::Checks {
     verified: &no_verified,
