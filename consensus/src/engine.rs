@@ -1,19 +1,72 @@
-//! The Simplex state machine (Chan and Pass, "Simplex Consensus: A Simple
-//! and Fast Consensus Protocol", TCC 2023, Figure 1), in the form the
-//! commonware `simplex` module documents: distinct `notarize`, `nullify` and
-//! `finalize` votes, a view timer, rebroadcast on timeouts, and parents
-//! referenced by view so that certificates need not travel inside proposals.
+//! The Simplex state machine (Benjamin Y. Chan and Rafael Pass, "Simplex
+//! Consensus: A Simple and Fast Consensus Protocol", TCC 2023; IACR ePrint
+//! 2023/463), in the form the commonware `simplex` module documents:
+//! distinct `notarize`, `nullify` and `finalize` votes, a view timer,
+//! rebroadcast on timeouts, and parents referenced by view so that
+//! certificates need not travel inside proposals.
 //!
-//! Comments `[S1 ...]` cite the steps of the paper's protocol for iteration
-//! `h` (our view):
-//! - S1 "Upon entering iteration h": start a timer; the leader proposes a
-//!   block extending the notarized chain.
-//! - S2 "Upon seeing the first valid proposal from the leader": vote for it.
-//! - S3 "Upon the timer firing": vote for the dummy block (our `nullify`).
-//! - S4 "Upon seeing a notarized block or dummy block for h": move to h+1,
-//!   and if the timer did not fire, send `finalize` for h.
-//! - S5 "Upon seeing 2n/3 finalize votes for h": the block and its
-//!   ancestors are final.
+//! # The paper's steps
+//!
+//! The paper runs iterations `h = 1, 2, ...` (our views). Comments `[S1]`
+//! to `[S5]` cite the five steps of its protocol for iteration `h`, in the
+//! order the paper states them:
+//! - **S1, entering iteration `h`**: start a timer `T_h` that fires after
+//!   `3Δ`; the leader `L_h` proposes a block extending a notarized
+//!   blockchain of length `h - 1`.
+//! - **S2, voting**: upon the first proposal from `L_h` that extends a
+//!   notarized blockchain of length `h - 1`, vote for it.
+//! - **S3, timeout**: if `T_h` fires while still in iteration `h`, vote for
+//!   the dummy block `⊥_h` (our `nullify`).
+//! - **S4, moving on**: upon seeing a notarized blockchain of length `h` (a
+//!   notarized block, or dummy block, for `h`), enter `h + 1`; if `T_h` has
+//!   not fired, send `⟨finalize, h⟩`.
+//! - **S5, finalizing**: upon `2n/3` `⟨finalize, h⟩` messages, the notarized
+//!   blockchain up to `h` is final.
+//!
+//! # Departures from the paper
+//!
+//! Each is marked `DEPARTURE (Dn)` next to the code that makes it. Safety
+//! rests on two rules that no departure touches, and that the
+//! [`Guard`](crate::Guard) enforces across crashes: at most one `notarize`
+//! per view, and never both `nullify` and `finalize` in one view.
+//! - **D1, votes name what they are about.** `nullify(v)` replaces the vote
+//!   for the dummy block, and `finalize` names the proposal (the paper's
+//!   `⟨finalize, h⟩` names only the iteration), so that a finalization
+//!   certificate alone proves which block is final.
+//! - **D2, parents by view.** A proposal names its parent's view and digest
+//!   instead of carrying the notarized chain; a validator votes once it
+//!   holds the parent's notarization and a nullification for every view in
+//!   between (S2's "extends a notarized blockchain of length `h - 1`").
+//! - **D3, the leader's `notarize` is its proposal** (S1 and S2 in one
+//!   message).
+//! - **D4, an invalid proposal is answered with `nullify` at once.** S2 only
+//!   votes for a valid proposal and otherwise waits for `T_h`; nullifying at
+//!   once ends a bad leader's view after one hop instead of a timeout. It
+//!   is safe because a `nullify` only rules out our own `finalize` for the
+//!   view.
+//! - **D5, "`finalize` unless we nullified the view"**, for every notarized
+//!   view above the last finalized one, instead of S4's "if `T_h` has not
+//!   fired", on the move to `h + 1` only. In the paper the timer is the only
+//!   way to vote for the dummy block, so the two conditions agree; here
+//!   `nullify` also comes from D4 and D7, and what safety needs is exactly
+//!   "no `finalize` after our `nullify`". A notarization that arrives after
+//!   a nullification moved us past the view still earns our `finalize`,
+//!   which the paper would never send.
+//! - **D6, back-off.** The timer starts at `view_timeout_ms` and doubles
+//!   after each view that ended in a nullification, up to
+//!   `max_view_timeout_ms`, instead of a fixed `3Δ`: `Δ` is not known.
+//! - **D7, inactive leaders are skipped.** A leader with no vote seen in
+//!   `skip_inactive_leader_views` views gets a 0 ms timer (commonware's
+//!   "skip timeout").
+//! - **D8, retransmission.** The paper assumes that after GST every message
+//!   reaches every honest player within `Δ`. On a lossy network the engine
+//!   relays the leader's proposal once, and on every timeout resends its
+//!   votes, the certificates since the last finalization and the latest
+//!   finalization.
+//! - **D9, stake.** Quorums are more than two thirds of the stake (the
+//!   paper: `2n/3` of `n` players), and leaders are drawn with probability
+//!   proportional to stake from a hash of epoch and view (the paper:
+//!   `H*(h) mod n`).
 //!
 //! The engine is pure: [`Engine::handle`] takes one [`Input`] and returns
 //! the [`Action`]s the node must perform, in order. It reads no clock (timers
@@ -192,9 +245,15 @@ pub struct Engine {
 }
 
 /// What the node hands a restarting engine.
+///
+/// The persisted votes and the message log need not grow without bound:
+/// once a finalization is durable, entries of earlier epochs and of views
+/// at or below the finalized one may be dropped (see
+/// [`crate::guard::can_forget`] and the `guard` module's "Pruning").
 #[derive(Clone, Debug, Default)]
 pub struct Recovered {
-    /// Every vote this validator persisted (the double-sign record).
+    /// Every vote this validator persisted (the double-sign record), less
+    /// what the pruning rule allowed to drop.
     pub signed: Vec<SignedVote>,
     /// The latest finalization the node stored.
     pub finalization: Option<Certificate>,
@@ -305,6 +364,7 @@ impl Engine {
             }
             Input::Message(Message::Vote(v)) => {
                 if self.accept_view(v.vote.view())
+                    && !self.already_counted(&v)
                     && v.verify(&self.set, &self.cfg.namespace).is_ok()
                 {
                     self.on_vote(&v, true);
@@ -330,6 +390,16 @@ impl Engine {
 
     fn accept_view(&self, view: View) -> bool {
         view > self.last_finalized && view <= self.view.saturating_add(self.cfg.max_future_views)
+    }
+
+    /// Whether this very signed vote (signer, vote and signature) was
+    /// verified and counted already: copies relayed by other validators
+    /// change nothing and need no second signature check.
+    fn already_counted(&self, v: &SignedVote) -> bool {
+        self.rounds
+            .get(&v.vote.view())
+            .and_then(|r| r.seen.get(&v.signer))
+            .is_some_and(|seen| seen.contains(v))
     }
 
     fn has_certificate(&self, c: &Certificate) -> bool {
@@ -373,11 +443,13 @@ impl Engine {
         earlier.push(sv.clone());
         match &sv.vote {
             Vote::Notarize(p) => {
-                // [S2] The leader's own notarize vote is its proposal.
+                // [S2] The leader's own notarize vote is its proposal
+                // (DEPARTURE (D3): proposal and vote are one message).
                 if signer == leader && round.proposal.is_none() {
                     round.proposal = Some(p.clone());
                     if relay && self.started && !round.relayed_proposal && Some(signer) != self.me {
-                        // Gossip: pass the proposal on once, for lossy links.
+                        // DEPARTURE (D8): pass the proposal on once, for
+                        // lossy links (the paper assumes delivery in Δ).
                         round.relayed_proposal = true;
                         self.out.push(Action::Broadcast(Message::Vote(sv.clone())));
                     }
@@ -448,8 +520,8 @@ impl Engine {
         }
     }
 
-    /// [S4] A notarized block for view v: move to v+1; finalize v unless we
-    /// nullified it.
+    /// [S4] A notarized block for view v: move to v+1. The `finalize` it
+    /// earns is sent by [`Engine::finalize_notarized`] (DEPARTURE (D5)).
     fn on_notarization(&mut self, c: Certificate) {
         let view = c.view();
         let Some(p) = c.vote.proposal().cloned() else {
@@ -545,6 +617,15 @@ impl Engine {
 
     /// [S4] Sends `finalize` for every notarized view after the last
     /// finalized one that we did not nullify and have not finalized yet.
+    ///
+    /// DEPARTURE (D5): S4 says "if `T_h` has not fired", and only on the
+    /// move from `h` to `h + 1`. Our `nullify` has more causes than the
+    /// timer (an invalid proposal, D4; a skipped leader, D7), and safety
+    /// needs exactly "never `finalize` a view we nullified" (the guard
+    /// refuses it too), so that is the condition. A view notarized after we
+    /// left it (its notarization came late, after a nullification) is
+    /// finalized too if we did not nullify it: the paper never sends that
+    /// `finalize`, and it is what lets such a block become final.
     fn finalize_notarized(&mut self) -> bool {
         if self.me.is_none() {
             return false;
@@ -576,6 +657,8 @@ impl Engine {
         for v in self.guard.votes_in(view).to_vec() {
             self.out.push(Action::Broadcast(Message::Vote(v)));
         }
+        // DEPARTURE (D7): a leader not heard from in many views is presumed
+        // down, and its view is nullified at once (a 0 ms timer).
         let presumed_down = Some(leader) != self.me && {
             let last = self.last_active.get(&leader).copied().unwrap_or(0);
             view > self.cfg.skip_inactive_leader_views
@@ -597,6 +680,7 @@ impl Engine {
     }
 
     /// The view timeout, doubled for each nullified view in a row, capped.
+    /// DEPARTURE (D6): S1's timer is a fixed `3Δ`; `Δ` is unknown here.
     fn timeout_ms(&self) -> u64 {
         let base = self.cfg.view_timeout_ms.max(1);
         let factor = 1u64 << self.nullified_streak.min(16);
@@ -611,9 +695,9 @@ impl Engine {
         match timer {
             Timer::Propose => self.propose(app),
             Timer::View => {
-                // Rebroadcast what lets others catch up: our earlier votes
-                // in this view, the certificate that brought us here, and
-                // the latest finalization.
+                // DEPARTURE (D8): rebroadcast what lets others catch up:
+                // our earlier votes in this view, the certificates since
+                // the last finalization, and the latest finalization.
                 let earlier = self.guard.votes_in(view).to_vec();
                 // [S3] The timer fired: nullify the view (unless we already
                 // finalized it, which cannot happen in the current view).
@@ -655,6 +739,9 @@ impl Engine {
     /// The block a proposal in `view` must extend: the latest notarized
     /// view before it such that every view in between is nullified, or the
     /// last finalized view. `None` if a view in between is undecided for us.
+    /// This is S1's "notarized blockchain of length `h - 1`", with the
+    /// nullified views as its dummy blocks (DEPARTURE (D2): only the
+    /// parent's view and digest go into the proposal).
     fn parent_for(&self, view: View) -> Option<(View, Digest, u64)> {
         let mut v = view - 1;
         while v > self.last_finalized {
@@ -676,7 +763,8 @@ impl Engine {
         }
     }
 
-    /// [S1] The leader proposes a block on the notarized chain.
+    /// [S1] The leader proposes a block on the notarized chain; the
+    /// proposal is its `notarize` vote (DEPARTURE (D3)).
     fn propose(&mut self, app: &mut dyn Application) {
         let view = self.view;
         if self.me.is_none() || Some(self.set.leader(view)) != self.me {
@@ -719,8 +807,10 @@ impl Engine {
 
     /// [S2] Votes for the leader's proposal in the current view once its
     /// ancestry is known: its parent notarized (or the last finalized
-    /// block) and every view in between nullified. An invalid proposal is
-    /// answered with `nullify`. Returns whether it signed anything.
+    /// block) and every view in between nullified (DEPARTURE (D2): the
+    /// certificates are gathered, not carried by the proposal). An invalid
+    /// proposal is answered with `nullify` (DEPARTURE (D4)). Returns
+    /// whether it signed anything.
     fn try_vote(&mut self, app: &mut dyn Application) -> bool {
         let view = self.view;
         if self.me.is_none()
@@ -757,6 +847,11 @@ impl Engine {
         if valid {
             self.sign_and_send(Vote::Notarize(p));
         } else {
+            // DEPARTURE (D4): S2 would ignore an invalid proposal and wait
+            // for `T_h`; with our vote the view cannot be notarized anyway,
+            // so nullify now and let the view end one hop later instead of
+            // after a timeout. Safe: a nullify only rules out our own
+            // finalize of this view, and the guard enforces that.
             self.sign_and_send(Vote::Nullify {
                 epoch: self.set.epoch,
                 view,

@@ -12,10 +12,43 @@
 //! - two notarizes of different proposals,
 //! - two finalizes of different proposals,
 //! - a nullify and a finalize.
+//!
+//! # Pruning the durable record and the message log
+//!
+//! Neither needs to grow without bound. Once the node holds a finalization
+//! for view `F` of epoch `e` **durably** (it is what [`crate::Recovered`]'s
+//! `finalization` will hold after a crash), it may drop, from both the
+//! persisted votes and the message log, every entry that [`can_forget`]
+//! accepts:
+//!
+//! - entries of an epoch before the node's current one: that epoch's engine
+//!   is never started again, and a later epoch's engine ignores them;
+//! - entries of epoch `e` for views `<= F`: an engine recovered with that
+//!   finalization starts at view `F + 1`, never signs anything for a view
+//!   `<= F` (every vote it signs is for its current view or a notarized
+//!   view above the last finalized one), and ignores messages for those
+//!   views.
+//!
+//! The order matters: first make the finalization durable, then drop. A
+//! vote for a view above `F` must be kept even if it looks stale: it is
+//! what stops a restarted engine from signing a conflicting one.
 
 use std::collections::BTreeMap;
 
-use crate::types::{SignedVote, View, Vote};
+use crate::types::{Epoch, SignedVote, View, Vote};
+
+/// Whether a persisted vote or a logged message of (`epoch`, `view`) may be
+/// dropped by a node now in `current_epoch` whose latest durable
+/// finalization is `finalized` (its epoch and view). See the module
+/// documentation for why this is safe.
+pub fn can_forget(
+    epoch: Epoch,
+    view: View,
+    current_epoch: Epoch,
+    finalized: Option<(Epoch, View)>,
+) -> bool {
+    epoch < current_epoch || finalized.is_some_and(|(e, v)| e == epoch && view <= v)
+}
 
 /// What the guard says about a vote the engine wants to sign.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -62,7 +62,11 @@ impl ValidatorSet {
             .map(|i| i as ValidatorIndex)
     }
 
-    /// Whether `power` is a quorum: strictly more than two thirds of the total.
+    /// Whether `power` is a quorum: strictly more than two thirds of the
+    /// total (Simplex counts `2n/3` of `n` equal players; departure D9 of
+    /// `engine`). Any two quorums then share more than a third of the
+    /// stake, hence an honest validator while byzantine stake is below a
+    /// third.
     pub fn is_quorum(&self, power: u128) -> bool {
         power * 3 > self.total_power() * 2
     }
@@ -77,7 +81,9 @@ impl ValidatorSet {
 
     /// The leader of `view`: drawn with probability proportional to stake,
     /// from a hash of the epoch and view, so that every validator computes
-    /// the same leader and the order cannot be steered.
+    /// the same leader and the order cannot be steered. (Simplex draws
+    /// `H*(h) mod n` among equal players; weighting by stake is departure
+    /// D9 of `engine`.)
     pub fn leader(&self, view: View) -> ValidatorIndex {
         let total = self.total_power();
         if total == 0 {
@@ -128,7 +134,10 @@ pub enum Vote {
     Notarize(Proposal),
     /// "Nothing will be notarized in this view as far as I am concerned" (a timeout).
     Nullify { epoch: Epoch, view: View },
-    /// "This proposal was notarized and I did not nullify its view."
+    /// "This proposal was notarized and I did not nullify its view." (The
+    /// paper's `⟨finalize, h⟩` names only the iteration; naming the proposal
+    /// makes a finalization certificate a proof of the block on its own:
+    /// departure D1 of `engine`.)
     Finalize(Proposal),
 }
 
@@ -331,4 +340,22 @@ impl Evidence {
 pub enum Message {
     Vote(SignedVote),
     Certificate(Certificate),
+}
+
+impl Message {
+    /// The epoch the message belongs to.
+    pub fn epoch(&self) -> Epoch {
+        match self {
+            Message::Vote(v) => v.vote.epoch(),
+            Message::Certificate(c) => c.vote.epoch(),
+        }
+    }
+
+    /// The view the message is about.
+    pub fn view(&self) -> View {
+        match self {
+            Message::Vote(v) => v.vote.view(),
+            Message::Certificate(c) => c.view(),
+        }
+    }
 }

@@ -573,3 +573,477 @@ fn recovered_data_of_another_epoch_is_ignored() {
         .collect();
     assert!(got.contains(&"persist notarize v1".to_string()), "{got:?}");
 }
+
+fn engine_with(me: usize, cfg: Config, recovered: Recovered) -> Engine {
+    let k = &keys()[me];
+    Engine::new(
+        cfg,
+        Keypair::from_secret(k.secret_bytes()),
+        set(),
+        GENESIS,
+        0,
+        recovered,
+    )
+}
+
+fn app() -> ScriptedApp {
+    ScriptedApp {
+        valid: true,
+        verified: vec![],
+    }
+}
+
+/// A certificate on `vote` signed by `signers`.
+fn cert(vote: Vote, signers: &[usize]) -> Certificate {
+    let mut signers = signers.to_vec();
+    signers.sort_unstable();
+    Certificate {
+        signatures: signers
+            .iter()
+            .map(|&i| (i as u32, signed(i, vote.clone()).signature))
+            .collect(),
+        vote,
+    }
+}
+
+/// The `View` timers among `actions`: (view, after_ms).
+fn view_timers(actions: &[Action]) -> Vec<(View, u64)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::ScheduleTimer {
+                view,
+                timer: Timer::View,
+                after_ms,
+            } => Some((*view, *after_ms)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Back-off: each view that ends in a nullification doubles the next
+/// view's timeout (1 s, 2 s, 4 s, then the 8 s cap, never more), the
+/// timer re-armed after a timeout in a capped view is capped too, and the
+/// first notarization brings the timeout back to 1 s, from where it
+/// doubles again.
+#[test]
+fn the_view_timeout_doubles_up_to_its_cap_and_resets_after_progress() {
+    let me = 0;
+    let mut c = cfg();
+    c.skip_inactive_leader_views = 1_000; // this test is about back-off alone
+    let max = c.max_view_timeout_ms;
+    let mut e = engine_with(me, c, Recovered::default());
+    let mut app = app();
+    assert_eq!(
+        view_timers(&e.handle(Input::Start, &mut app)),
+        vec![(1, 1_000)]
+    );
+    let mut seen = vec![];
+    for v in 1..=12 {
+        let acts = e.handle(
+            Input::Message(Message::Certificate(cert(nullify(v), &[1, 2, 3]))),
+            &mut app,
+        );
+        assert_eq!(e.view(), v + 1);
+        let timers = view_timers(&acts);
+        assert_eq!(timers.len(), 1, "view {}: {timers:?}", v + 1);
+        assert_eq!(timers[0].0, v + 1);
+        seen.push(timers[0].1);
+    }
+    assert_eq!(
+        seen,
+        vec![2_000, 4_000, 8_000, 8_000, 8_000, 8_000, 8_000, 8_000, 8_000, 8_000, 8_000, 8_000]
+    );
+    assert!(seen.iter().all(|t| *t <= max));
+    // A timeout in a capped view: nullify, and the re-armed timer is capped.
+    let acts = e.handle(
+        Input::Timer {
+            view: 13,
+            timer: Timer::View,
+        },
+        &mut app,
+    );
+    assert!(acts
+        .iter()
+        .map(describe)
+        .any(|a| a == "persist nullify v13"));
+    assert_eq!(view_timers(&acts), vec![(13, max)]);
+    // Progress: view 13 is notarized (on genesis; 1-12 were nullified).
+    let p = Proposal {
+        epoch: 0,
+        view: 13,
+        parent_view: 0,
+        parent: GENESIS,
+        height: 1,
+        payload: block(13, GENESIS),
+    };
+    let acts = e.handle(
+        Input::Message(Message::Certificate(cert(Vote::Notarize(p), &[1, 2, 3]))),
+        &mut app,
+    );
+    assert_eq!(
+        view_timers(&acts),
+        vec![(14, 1_000)],
+        "reset after progress"
+    );
+    let acts = e.handle(
+        Input::Message(Message::Certificate(cert(nullify(14), &[1, 2, 3]))),
+        &mut app,
+    );
+    assert_eq!(
+        view_timers(&acts),
+        vec![(15, 2_000)],
+        "doubling starts over"
+    );
+}
+
+/// The inactive-leader skip: with `skip_inactive_leader_views` = 3, a view
+/// whose leader has not been heard from in more than 3 views gets a 0 ms
+/// timer (nullified at once), while views of active leaders (and our own)
+/// keep the back-off timeout, and a leader that speaks again is waited for
+/// again.
+#[test]
+fn a_leader_silent_for_many_views_is_skipped_at_once() {
+    let me = 0;
+    let mut c = cfg();
+    c.skip_inactive_leader_views = 3;
+    c.max_view_timeout_ms = 1_000; // constant timeout: only the skip varies
+                                   // The silent validator: one that leads a view after the threshold.
+    let silent = (1..4)
+        .find(|s| (5..30).any(|v| leader(v) == *s))
+        .expect("some validator leads a view in 5..30");
+    let active: Vec<usize> = (1..4).filter(|i| *i != silent).collect();
+    let mut e = engine_with(me, c, Recovered::default());
+    let mut app = app();
+    e.handle(Input::Start, &mut app);
+    let (mut skipped, mut waited) = (0, 0);
+    for v in 1..40 {
+        let fired = e.handle(
+            Input::Timer {
+                view: v,
+                timer: Timer::View,
+            },
+            &mut app,
+        );
+        assert!(fired
+            .iter()
+            .map(describe)
+            .any(|a| a == format!("persist nullify v{v}")));
+        // The silent validator speaks again from view 30 on.
+        let mut voters = active.clone();
+        if v >= 30 {
+            voters.push(silent);
+        }
+        let mut timers = vec![];
+        for &a in &voters {
+            timers.extend(view_timers(&e.handle(vote_msg(a, nullify(v)), &mut app)));
+        }
+        assert_eq!(e.view(), v + 1);
+        let next = v + 1;
+        let l = leader(next);
+        // Never heard from before view 30 (so inactive past view 3);
+        // heard from in the view before, from then on.
+        let inactive = l == silent && next > 3 && v < 30;
+        let expected = if inactive { 0 } else { 1_000 };
+        assert_eq!(
+            timers,
+            vec![(next, expected)],
+            "view {next}, leader {l} (silent {silent})"
+        );
+        if inactive {
+            skipped += 1;
+        } else if l == silent && v >= 30 {
+            waited += 1;
+        }
+    }
+    assert!(skipped > 0, "no view of the silent leader was skipped");
+    assert!(waited > 0, "the returning leader was never waited for");
+    println!("silent leader {silent}: {skipped} views skipped, {waited} waited for after it spoke");
+}
+
+/// An application that cannot tell yet until told it is ready.
+struct WaitingApp {
+    ready: bool,
+    asked: u32,
+}
+
+impl Application for WaitingApp {
+    fn propose(&mut self, view: View, parent: Hash, _parent_height: u64) -> Option<Hash> {
+        Some(block(view, parent))
+    }
+    fn verify(&mut self, _p: &Proposal) -> sou_consensus::Verdict {
+        self.asked += 1;
+        if self.ready {
+            sou_consensus::Verdict::Valid
+        } else {
+            sou_consensus::Verdict::Later
+        }
+    }
+}
+
+/// `Verdict::Later` holds the vote; `Input::Wake` asks again; once the
+/// application says valid, the vote is signed (once).
+#[test]
+fn a_later_verdict_then_a_wake_leads_to_a_vote() {
+    let l = leader(1);
+    let me = others(l)[0];
+    let mut e = engine(me, Recovered::default());
+    let mut app = WaitingApp {
+        ready: false,
+        asked: 0,
+    };
+    let texts = |acts: Vec<Action>| acts.iter().map(describe).collect::<Vec<_>>();
+    texts(e.handle(Input::Start, &mut app));
+    let got = texts(e.handle(vote_msg(l, Vote::Notarize(proposal(1))), &mut app));
+    assert_eq!(got, vec![format!("send notarize v1 by {l}")]);
+    assert_eq!(app.asked, 1);
+    assert!(texts(e.handle(Input::Wake, &mut app)).is_empty());
+    assert_eq!(app.asked, 2, "a wake asks again");
+    app.ready = true;
+    let got = texts(e.handle(Input::Wake, &mut app));
+    assert_eq!(
+        got,
+        vec![
+            "persist notarize v1".to_string(),
+            format!("send notarize v1 by {me}")
+        ]
+    );
+    assert_eq!(app.asked, 3);
+    assert!(texts(e.handle(Input::Wake, &mut app)).is_empty());
+    assert_eq!(app.asked, 3, "a valid proposal is not checked again");
+}
+
+/// Leaders are drawn in proportion to stake: over 100,000 views each
+/// validator leads its share of views to within one percentage point,
+/// and a validator without stake never leads.
+#[test]
+fn leaders_are_drawn_in_proportion_to_stake() {
+    let stakes = [1u64, 2, 3, 4, 0];
+    let keys: Vec<Keypair> = (0..stakes.len())
+        .map(|i| Keypair::derive_insecure(7, &format!("w{i}")))
+        .collect();
+    let set = ValidatorSet::new(
+        3,
+        keys.iter()
+            .zip(stakes)
+            .map(|(k, s)| (k.public(), s))
+            .collect(),
+    );
+    let views = 100_000u64;
+    let mut led = [0u64; 5];
+    for v in 1..=views {
+        led[set.leader(v) as usize] += 1;
+    }
+    for (i, s) in stakes.iter().enumerate() {
+        let share = led[i] as f64 / views as f64;
+        let expected = *s as f64 / 10.0;
+        assert!(
+            (share - expected).abs() < 0.01,
+            "validator {i} with stake {s}/10 led {share:.4} of views"
+        );
+    }
+    assert_eq!(led[4], 0);
+    // Another epoch draws another order.
+    let other = ValidatorSet::new(4, set.validators.clone());
+    assert!((1..=50).any(|v| other.leader(v) != set.leader(v)));
+}
+
+fn conflicting_pair() -> (SignedVote, SignedVote) {
+    let p = proposal(1);
+    let mut q = p.clone();
+    q.payload = Hash([3; 32]);
+    (signed(2, Vote::Notarize(p)), signed(2, Vote::Notarize(q)))
+}
+
+/// `Evidence::verify` accepts two conflicting votes by one validator and
+/// names it; it rejects votes by different validators, votes that do not
+/// conflict, a bad signature and the wrong epoch's set. `Evidence::id` is
+/// the same whichever vote comes first.
+#[test]
+fn evidence_verifies_only_a_real_equivocation() {
+    use sou_consensus::{Error, Evidence};
+    let (a, b) = conflicting_pair();
+    let ok = Evidence {
+        first: a.clone(),
+        second: b.clone(),
+    };
+    assert_eq!(ok.verify(&set(), NS), Ok(keys()[2].public()));
+
+    let mut by_other = b.clone();
+    by_other.signer = 3;
+    by_other.signature = signed(3, b.vote.clone()).signature;
+    let e = Evidence {
+        first: a.clone(),
+        second: by_other,
+    };
+    assert!(matches!(
+        e.verify(&set(), NS),
+        Err(Error::MalformedEvidence(_))
+    ));
+
+    let notarize_and_nullify = Evidence {
+        first: a.clone(),
+        second: signed(2, nullify(1)),
+    };
+    let same_twice = Evidence {
+        first: a.clone(),
+        second: a.clone(),
+    };
+    let mut later = proposal(2);
+    later.payload = Hash([3; 32]);
+    let other_views = Evidence {
+        first: a.clone(),
+        second: signed(2, Vote::Notarize(later)),
+    };
+    for e in [notarize_and_nullify, same_twice, other_views] {
+        assert!(
+            matches!(e.verify(&set(), NS), Err(Error::MalformedEvidence(_))),
+            "{e:?}"
+        );
+    }
+
+    let mut forged = b.clone();
+    forged.signature.0[5] ^= 1;
+    let e = Evidence {
+        first: a.clone(),
+        second: forged,
+    };
+    assert_eq!(e.verify(&set(), NS), Err(Error::BadSignature(2)));
+    assert_eq!(
+        ok.verify(&set(), b"another chain"),
+        Err(Error::BadSignature(2))
+    );
+    let epoch_1 = ValidatorSet::new(1, set().validators);
+    assert!(matches!(
+        ok.verify(&epoch_1, NS),
+        Err(Error::WrongEpoch {
+            got: 0,
+            expected: 1
+        })
+    ));
+
+    let swapped = Evidence {
+        first: b,
+        second: a,
+    };
+    assert_eq!(ok.id(), swapped.id());
+    let different = Evidence {
+        first: signed(2, nullify(1)),
+        second: signed(2, Vote::Finalize(proposal(1))),
+    };
+    assert_ne!(ok.id(), different.id());
+}
+
+/// A finality certificate checks out with nothing but the validator set;
+/// it is rejected with another set, another epoch's set, too little stake,
+/// a forged signature, a duplicate or unknown signer, or another
+/// namespace. Stake, not head count, makes the quorum.
+#[test]
+fn a_finality_certificate_verifies_on_its_own() {
+    use sou_consensus::Error;
+    let fin = Vote::Finalize(proposal(1));
+    let good = cert(fin.clone(), &[0, 1, 3]);
+    assert_eq!(good.verify(&set(), NS), Ok(()));
+
+    let strangers = ValidatorSet::new(
+        0,
+        (0..4)
+            .map(|i| (Keypair::derive_insecure(5, &format!("x{i}")).public(), 1))
+            .collect(),
+    );
+    assert!(matches!(
+        good.verify(&strangers, NS),
+        Err(Error::BadSignature(_))
+    ));
+    let next_epoch = ValidatorSet::new(1, set().validators);
+    assert!(matches!(
+        good.verify(&next_epoch, NS),
+        Err(Error::WrongEpoch { .. })
+    ));
+    assert_eq!(
+        cert(fin.clone(), &[0, 1]).verify(&set(), NS),
+        Err(Error::NoQuorum { power: 2, total: 4 })
+    );
+    let mut forged = good.clone();
+    forged.signatures[1].1 .0[0] ^= 1;
+    assert_eq!(forged.verify(&set(), NS), Err(Error::BadSignature(1)));
+    // Two signatures by one validator do not make a quorum of two.
+    let two = cert(fin.clone(), &[0, 1]);
+    let mut duplicate = two.clone();
+    duplicate.signatures.push(two.signatures[1]);
+    assert!(matches!(
+        duplicate.verify(&set(), NS),
+        Err(Error::MalformedCertificate(_))
+    ));
+    let mut unknown = two.clone();
+    unknown.signatures.push((9, two.signatures[1].1));
+    assert_eq!(unknown.verify(&set(), NS), Err(Error::UnknownSigner(9)));
+    assert!(matches!(
+        good.verify(&set(), b"another chain"),
+        Err(Error::BadSignature(_))
+    ));
+
+    // Weighted: stakes 5, 1, 1, 1. Validators 1-3 (3 of 8) are no quorum;
+    // 0 and 1 (6 of 8) are.
+    let weighted = ValidatorSet::new(
+        0,
+        keys()
+            .iter()
+            .zip([5, 1, 1, 1])
+            .map(|(k, s)| (k.public(), s))
+            .collect(),
+    );
+    assert_eq!(
+        cert(fin.clone(), &[1, 2, 3]).verify(&weighted, NS),
+        Err(Error::NoQuorum { power: 3, total: 8 })
+    );
+    assert_eq!(cert(fin, &[0, 1]).verify(&weighted, NS), Ok(()));
+}
+
+/// What the engine reports as equivocation besides two notarizes: a
+/// nullify and a finalize of one view, and two finalizes of different
+/// proposals; a notarize followed by a nullify (a timeout after voting)
+/// is allowed and reported by nobody.
+#[test]
+fn nullify_and_finalize_or_two_finalizes_are_evidence() {
+    let l = leader(1);
+    let me = others(l)[0];
+    let rest: Vec<usize> = others(me).into_iter().filter(|i| *i != l).collect();
+    let (x, y) = (rest[0], rest[1]);
+    let p = proposal(1);
+    let mut q = p.clone();
+    q.payload = Hash([3; 32]);
+    let mut e = engine(me, Recovered::default());
+    let mut app = app();
+    e.handle(Input::Start, &mut app);
+    let evidence_in = |acts: Vec<Action>| -> Vec<sou_consensus::Evidence> {
+        acts.into_iter()
+            .filter_map(|a| match a {
+                Action::Evidence(ev) => Some(ev),
+                _ => None,
+            })
+            .collect()
+    };
+
+    // The leader: notarize (its proposal), then nullify: allowed.
+    assert!(evidence_in(e.handle(vote_msg(l, Vote::Notarize(p.clone())), &mut app)).is_empty());
+    assert!(evidence_in(e.handle(vote_msg(l, nullify(1)), &mut app)).is_empty());
+
+    // x: nullify, then finalize.
+    assert!(evidence_in(e.handle(vote_msg(x, nullify(1)), &mut app)).is_empty());
+    let ev = evidence_in(e.handle(vote_msg(x, Vote::Finalize(p.clone())), &mut app));
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0].first.vote, nullify(1));
+    assert_eq!(ev[0].second.vote, Vote::Finalize(p.clone()));
+    assert_eq!(ev[0].verify(&set(), NS), Ok(keys()[x].public()));
+
+    // y: finalize p, then finalize q.
+    assert!(evidence_in(e.handle(vote_msg(y, Vote::Finalize(p.clone())), &mut app)).is_empty());
+    let ev = evidence_in(e.handle(vote_msg(y, Vote::Finalize(q.clone())), &mut app));
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0].verify(&set(), NS), Ok(keys()[y].public()));
+    assert_eq!(
+        (ev[0].first.vote.clone(), ev[0].second.vote.clone()),
+        (Vote::Finalize(p), Vote::Finalize(q))
+    );
+}
