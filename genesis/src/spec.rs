@@ -4,7 +4,7 @@
 //! {
 //!   "chain_id": "sou-devnet",
 //!   "genesis_time_ms": 1767225600000,
-//!   "params": { "fee_asset": "USDT", "tx_fee": "100", ... },
+//!   "params": { "fee_asset": "USDT", "tx_fee_base_units": "100", ... },
 //!   "assets": [
 //!     { "symbol": "SOU", "name": "Sou", "decimals": 9 },
 //!     { "symbol": "USDT", "name": "Tether USD", "decimals": 6,
@@ -323,7 +323,7 @@ impl ChainSpec {
                     f("stake"),
                     v.stake,
                     format!(
-                        "below params.min_validator_stake ({})",
+                        "below params.min_validator_stake_base_units ({})",
                         p.min_validator_stake
                     ),
                 ));

@@ -269,4 +269,77 @@ mod tests {
         let (path, _) = field_of(ChainSpec::from_json(&json).unwrap_err());
         assert!(path.starts_with("params"), "{path}");
     }
+
+    /// The spec's `params` object, parsed.
+    fn params_json(spec: &ChainSpec) -> serde_json::Map<String, serde_json::Value> {
+        let v: serde_json::Value = serde_json::from_str(&spec.to_json()).unwrap();
+        v["params"].as_object().unwrap().clone()
+    }
+
+    /// A spec whose `params` object is `params`, as JSON text.
+    fn with_params(spec: &ChainSpec, params: serde_json::Map<String, serde_json::Value>) -> String {
+        let mut v: serde_json::Value = serde_json::from_str(&spec.to_json()).unwrap();
+        v["params"] = serde_json::Value::Object(params);
+        v.to_string()
+    }
+
+    #[test]
+    fn amount_params_are_written_with_their_unit_and_old_names_still_load() {
+        let t = testnet(&TestnetOptions::default()).unwrap();
+        let p = &t.spec.params;
+        let written = params_json(&t.spec);
+        assert_eq!(
+            written["tx_fee_base_units"],
+            serde_json::json!(p.tx_fee.to_string())
+        );
+        assert_eq!(
+            written["min_validator_stake_base_units"],
+            serde_json::json!(p.min_validator_stake.to_string())
+        );
+        assert!(!written.contains_key("tx_fee"), "{written:?}");
+        assert!(!written.contains_key("min_validator_stake"), "{written:?}");
+
+        // A spec written before the rename loads to the same spec, and is
+        // written back with the new names.
+        let mut old = written.clone();
+        for (new, legacy) in [
+            ("tx_fee_base_units", "tx_fee"),
+            ("min_validator_stake_base_units", "min_validator_stake"),
+        ] {
+            let v = old.remove(new).unwrap();
+            old.insert(legacy.to_string(), v);
+        }
+        let back = ChainSpec::from_json(&with_params(&t.spec, old)).unwrap();
+        assert_eq!(back, t.spec);
+        assert_eq!(params_json(&back), written);
+
+        // The old and the new name together are ambiguous: refused.
+        let mut both = written;
+        both.insert("tx_fee".into(), serde_json::json!("1"));
+        let (path, reason) =
+            field_of(ChainSpec::from_json(&with_params(&t.spec, both)).unwrap_err());
+        assert!(path.starts_with("params"), "{path}");
+        assert!(reason.contains("duplicate field"), "{reason}");
+    }
+
+    #[test]
+    fn every_param_name_says_its_unit() {
+        // STYLE.md: protocol parameters carry their unit in their name.
+        // Counts name what they count; everything else ends with its unit.
+        const UNITS: [&str; 4] = ["_base_units", "_bytes", "_blocks", "_ppm"];
+        const COUNTS: [&str; 5] = [
+            "max_block_txs",
+            "max_validators",
+            "max_batch_recipients",
+            "max_unbonding_entries",
+            "downtime_missed_proposals",
+        ];
+        let t = testnet(&TestnetOptions::default()).unwrap();
+        for name in params_json(&t.spec).keys() {
+            let ok = name == "fee_asset"
+                || COUNTS.contains(&name.as_str())
+                || UNITS.iter().any(|u| name.ends_with(u));
+            assert!(ok, "params.{name} does not say its unit");
+        }
+    }
 }

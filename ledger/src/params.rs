@@ -15,7 +15,9 @@ pub const BPS: u16 = 10_000;
 pub struct Params {
     /// The asset fees are paid in (the stablecoin).
     pub fee_asset: Symbol,
-    /// Flat fee per transaction, in base units of `fee_asset`.
+    /// Flat fee per transaction, in base units of `fee_asset`. Named
+    /// `tx_fee` in specs written before the unit was in the name.
+    #[serde(rename = "tx_fee_base_units", alias = "tx_fee")]
     pub tx_fee: Amount,
     /// Most transactions in one block.
     pub max_block_txs: u32,
@@ -32,7 +34,12 @@ pub struct Params {
     /// Size of the validator set: the top N candidates by bonded stake.
     pub max_validators: u32,
     /// Least bonded stake, in base units of the native token, for a
-    /// candidate to enter the validator set.
+    /// candidate to enter the validator set. Named `min_validator_stake` in
+    /// specs written before the unit was in the name.
+    #[serde(
+        rename = "min_validator_stake_base_units",
+        alias = "min_validator_stake"
+    )]
     pub min_validator_stake: Amount,
     /// Blocks between unbonding and withdrawing; the stake stays slashable.
     pub unbonding_period_blocks: u64,

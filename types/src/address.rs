@@ -85,6 +85,28 @@ serde_via_str!(Address);
 mod tests {
     use super::*;
     use crate::Keypair;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn parsing_arbitrary_text_never_panics(s in "\\PC{0,80}") {
+            if let Ok(a) = s.parse::<Address>() {
+                prop_assert_eq!(a.to_string().parse::<Address>().unwrap(), a);
+            }
+        }
+
+        #[test]
+        fn any_one_character_changed_is_refused(bytes: [u8; 32], pos: usize, c in 0x21u8..0x7f) {
+            // bech32m detects every error of up to four characters.
+            let s = Address(bytes).to_string();
+            let i = pos % s.len();
+            prop_assume!(s.as_bytes()[i] != c);
+            let mut changed = s.into_bytes();
+            changed[i] = c;
+            let changed = String::from_utf8(changed).unwrap();
+            prop_assert!(changed.parse::<Address>().is_err(), "{} parsed", changed);
+        }
+    }
 
     #[test]
     fn round_trip() {

@@ -179,5 +179,16 @@ mod tests {
             let s = Amount(v).to_decimal(decimals);
             prop_assert_eq!(Amount::from_decimal(&s, decimals).unwrap(), Amount(v));
         }
+
+        #[test]
+        fn parsing_arbitrary_text_never_panics(s in "[0-9.]{0,45}|\\PC{0,45}", decimals: u8) {
+            if let Ok(v) = s.parse::<Amount>() {
+                prop_assert_eq!(v.to_string().parse::<Amount>().unwrap(), v);
+            }
+            if let Ok(v) = Amount::from_decimal(&s, decimals) {
+                prop_assert!(decimals <= MAX_DECIMALS);
+                prop_assert_eq!(Amount::from_decimal(&v.to_decimal(decimals), decimals).unwrap(), v);
+            }
+        }
     }
 }

@@ -91,6 +91,19 @@ serde_via_str!(Symbol);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn arbitrary_text_and_bytes_never_panic(s in "\\PC{0,12}", bytes in proptest::collection::vec(any::<u8>(), 0..16)) {
+            if let Ok(sym) = Symbol::new(&s) {
+                prop_assert_eq!(sym.as_str(), s.as_str());
+            }
+            if let Ok(sym) = borsh::from_slice::<Symbol>(&bytes) {
+                prop_assert_eq!(borsh::to_vec(&sym).unwrap(), bytes);
+            }
+        }
+    }
 
     #[test]
     fn valid_and_invalid() {

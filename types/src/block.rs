@@ -178,6 +178,205 @@ pub fn tx_root(hashes: &[TxHash]) -> Hash {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tx::tests::{arb, mutate};
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    fn misbehaviour() -> impl Strategy<Value = Misbehaviour> {
+        (
+            any::<u64>(),
+            arb::public_key(),
+            arb::hash(),
+            vec(any::<u8>(), 0..64),
+        )
+            .prop_map(|(epoch, offender, id, proof)| Misbehaviour {
+                epoch,
+                offender,
+                id,
+                proof,
+            })
+    }
+
+    fn block_header() -> impl Strategy<Value = BlockHeader> {
+        (
+            arb::chain_id(),
+            any::<u64>(),
+            arb::hash(),
+            arb::address(),
+            any::<u64>(),
+            (arb::hash(), arb::hash(), arb::hash()),
+        )
+            .prop_map(
+                |(chain_id, height, parent, proposer, timestamp_ms, roots)| BlockHeader {
+                    chain_id,
+                    height,
+                    parent,
+                    proposer,
+                    timestamp_ms,
+                    tx_root: roots.0,
+                    evidence_root: roots.1,
+                    state_root: roots.2,
+                },
+            )
+    }
+
+    /// A block whose header commits to its transactions and evidence.
+    fn block() -> impl Strategy<Value = Block> {
+        (
+            block_header(),
+            vec(arb::signed(), 0..4),
+            vec(misbehaviour(), 0..3),
+        )
+            .prop_map(|(mut header, transactions, evidence)| {
+                let hashes: Vec<TxHash> =
+                    transactions.iter().map(SignedTransaction::hash).collect();
+                header.tx_root = tx_root(&hashes);
+                header.evidence_root = evidence_root(&evidence);
+                Block {
+                    header,
+                    transactions,
+                    evidence,
+                }
+            })
+    }
+
+    /// Where each edit of [`mutate`] applies, how, and with which byte.
+    fn edits() -> impl Strategy<Value = Vec<(usize, u8, u8)>> {
+        vec((any::<usize>(), any::<u8>(), 0u8..4), 1..4)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+        #[test]
+        fn blocks_round_trip_with_stable_hashes(b in block()) {
+            let bytes = b.encode();
+            let back = Block::decode(&bytes).unwrap();
+            prop_assert_eq!(&back, &b);
+            prop_assert_eq!(back.encode(), bytes);
+            prop_assert_eq!(back.hash(), b.hash());
+            prop_assert_eq!(back.hash(), b.header.hash());
+            prop_assert_eq!(back.tx_hashes(), b.tx_hashes());
+            for (m, n) in back.evidence.iter().zip(&b.evidence) {
+                prop_assert_eq!(m.hash(), n.hash());
+            }
+        }
+
+        #[test]
+        fn compact_blocks_round_trip_and_fill_back_to_the_block(b in block()) {
+            let compact = b.compact();
+            let bytes = compact.encode();
+            let back = CompactBlock::decode(&bytes).unwrap();
+            prop_assert_eq!(&back, &compact);
+            prop_assert_eq!(back.encode(), bytes);
+            prop_assert_eq!(back.hash(), b.hash());
+            prop_assert!(back.roots_match());
+            let pool: std::collections::HashMap<TxHash, SignedTransaction> =
+                b.transactions.iter().map(|t| (t.hash(), t.clone())).collect();
+            prop_assert_eq!(back.fill(|h| pool.get(h).cloned()).unwrap(), b);
+        }
+
+        #[test]
+        fn headers_and_evidence_round_trip(h in block_header(), m in misbehaviour()) {
+            let back: BlockHeader = decode_bounded(&encode(&h), MAX_BLOCK_BYTES).unwrap();
+            prop_assert_eq!(back.hash(), h.hash());
+            prop_assert_eq!(back, h);
+            let back: Misbehaviour = decode_bounded(&encode(&m), MAX_BLOCK_BYTES).unwrap();
+            prop_assert_eq!(back.hash(), m.hash());
+            prop_assert_eq!(back, m);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in vec(any::<u8>(), 0..2_000)) {
+            // Whatever decodes must be the one encoding of what it decoded to.
+            if let Ok(b) = Block::decode(&bytes) {
+                prop_assert_eq!(b.encode(), bytes.clone());
+            }
+            if let Ok(c) = CompactBlock::decode(&bytes) {
+                prop_assert_eq!(c.encode(), bytes.clone());
+            }
+            if let Ok(h) = decode_bounded::<BlockHeader>(&bytes, MAX_BLOCK_BYTES) {
+                prop_assert_eq!(encode(&h), bytes.clone());
+            }
+            if let Ok(m) = decode_bounded::<Misbehaviour>(&bytes, MAX_BLOCK_BYTES) {
+                prop_assert_eq!(encode(&m), bytes);
+            }
+        }
+
+        #[test]
+        fn mutated_blocks_never_panic(b in block(), edits in edits()) {
+            let raw = mutate(b.encode(), &edits);
+            if let Ok(back) = Block::decode(&raw) {
+                prop_assert_eq!(back.encode(), raw);
+            }
+        }
+
+        #[test]
+        fn mutated_compact_blocks_never_panic(b in block(), edits in edits()) {
+            let raw = mutate(b.compact().encode(), &edits);
+            if let Ok(back) = CompactBlock::decode(&raw) {
+                prop_assert_eq!(back.encode(), raw);
+            }
+        }
+    }
+
+    #[test]
+    fn huge_declared_lengths_fail_without_allocating() {
+        // A block claiming u32::MAX transactions, and one whose evidence
+        // claims a proof of u32::MAX bytes: both end long before that.
+        let b = Block {
+            header: header(1),
+            transactions: vec![],
+            evidence: vec![],
+        };
+        let mut raw = b.encode();
+        let n = raw.len();
+        // The encoding ends with the two vectors' lengths, both 0.
+        assert_eq!(raw[n - 8..], [0; 8]);
+        raw[n - 8..n - 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(Block::decode(&raw), Err(crate::Error::Decode(_))));
+        assert!(matches!(
+            CompactBlock::decode(&raw),
+            Err(crate::Error::Decode(_))
+        ));
+
+        let m = Misbehaviour {
+            epoch: 0,
+            offender: PublicKey([1; 32]),
+            id: Hash::ZERO,
+            proof: vec![],
+        };
+        let b = Block {
+            header: header(1),
+            transactions: vec![],
+            evidence: vec![m],
+        };
+        let mut raw = b.encode();
+        let n = raw.len();
+        raw[n - 4..].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(Block::decode(&raw), Err(crate::Error::Decode(_))));
+    }
+
+    #[test]
+    fn oversized_input_is_refused_before_decoding() {
+        let big = vec![0u8; MAX_BLOCK_BYTES + 1];
+        let too_large = crate::Error::TooLarge {
+            len: MAX_BLOCK_BYTES + 1,
+            max: MAX_BLOCK_BYTES,
+        };
+        assert_eq!(Block::decode(&big).unwrap_err(), too_large);
+        assert_eq!(CompactBlock::decode(&big).unwrap_err(), too_large);
+    }
+
+    #[test]
+    fn header_hash_is_pinned() {
+        // A block's hash names it on every node and in every certificate:
+        // it may change only with a new version of the header encoding.
+        assert_eq!(
+            header(1).hash().to_string(),
+            "0xe2da665f9973cc5a39c90817504c840cda484dcc7830c7a796fb297e66f07d5f"
+        );
+    }
 
     fn header(height: u64) -> BlockHeader {
         BlockHeader {

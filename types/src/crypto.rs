@@ -243,6 +243,50 @@ serde_via_str!(Signature);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    fn signature() -> impl Strategy<Value = Signature> {
+        (any::<[u8; 32]>(), any::<[u8; 32]>()).prop_map(|(a, b)| {
+            let mut s = [0u8; 64];
+            s[..32].copy_from_slice(&a);
+            s[32..].copy_from_slice(&b);
+            Signature(s)
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn untrusted_keys_and_signatures_never_panic(
+            items in proptest::collection::vec((any::<[u8; 32]>(), any::<[u8; 32]>(), signature()), 0..6),
+            good in 0usize..4,
+        ) {
+            // Keys and signatures come from transactions: any bytes at all.
+            let mut items: Vec<(PublicKey, Hash, Signature)> = items
+                .into_iter()
+                .map(|(k, m, s)| (PublicKey(k), Hash(m), s))
+                .collect();
+            // Some valid ones among them.
+            for i in 0..good {
+                let k = Keypair::derive_insecure(i as u64, "fuzz");
+                let m = Hash::domain("sou test v1", &[i as u8]);
+                items.push((k.public(), m, k.sign(&m)));
+            }
+            let batch = verify_batch(&items);
+            let one_by_one: Vec<bool> = items.iter().map(|(k, m, s)| k.verify(m, s).is_ok()).collect();
+            prop_assert_eq!(&batch, &one_by_one);
+            prop_assert!(batch[batch.len() - good..].iter().all(|ok| *ok));
+        }
+
+        #[test]
+        fn parsing_arbitrary_text_never_panics(s in "(0x)?[0-9a-f]{0,130}|\\PC{0,130}") {
+            if let Ok(k) = s.parse::<PublicKey>() {
+                prop_assert_eq!(k.to_string().parse::<PublicKey>().unwrap(), k);
+            }
+            if let Ok(sig) = s.parse::<Signature>() {
+                prop_assert_eq!(sig.to_string().parse::<Signature>().unwrap(), sig);
+            }
+        }
+    }
 
     #[test]
     fn sign_and_verify() {

@@ -103,6 +103,16 @@ pub fn merkle_root(leaves: &[Hash]) -> Hash {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn parsing_arbitrary_text_never_panics(s in "(0x)?[0-9a-fA-F]{0,70}|\\PC{0,70}") {
+            if let Ok(h) = s.parse::<Hash>() {
+                prop_assert_eq!(h.to_string().parse::<Hash>().unwrap(), h);
+            }
+        }
+    }
 
     #[test]
     fn domains_separate() {

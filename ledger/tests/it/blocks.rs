@@ -2,7 +2,7 @@
 //! someone else's block, replays, limits, and what the store returns after.
 
 use sou_ledger::{Error, HistoryCursor, InvalidTx, TxStatus};
-use sou_types::{Amount, ChainId, Hash, Memo, Payload, Payout, Transaction};
+use sou_types::{Address, Amount, ChainId, Hash, Memo, Payload, Payout, Transaction};
 
 use crate::support::*;
 
@@ -410,4 +410,79 @@ fn blocks_built_on_an_uncommitted_chain_match_blocks_built_after_each_commit() {
     assert_eq!(a.ledger.state_root(), c.ledger.state_root());
     assert_eq!(full_state_root(&a.ledger), a.ledger.state_root());
     assert_eq!(a.ledger.tip().height, c.ledger.tip().height);
+}
+
+/// A state reader that counts the records execution asks for.
+struct CountingReader<'a> {
+    store: &'a sou_ledger::Store,
+    records: std::cell::Cell<usize>,
+}
+
+impl sou_ledger::StateReader for CountingReader<'_> {
+    fn get_state(&self, key: &[u8]) -> sou_ledger::Result<Option<Vec<u8>>> {
+        self.records.set(self.records.get() + 1);
+        self.store.get_state(key)
+    }
+
+    fn multi_get_state(&self, keys: &[Vec<u8>]) -> sou_ledger::Result<Vec<Option<Vec<u8>>>> {
+        self.records.set(self.records.get() + keys.len());
+        self.store.multi_get_state(keys)
+    }
+}
+
+/// Executes one transfer from user 0 to user 1 on `c`'s tip; returns the
+/// executed block and how many state records execution read.
+fn one_transfer(c: &Chain) -> (sou_ledger::ExecutedBlock, usize) {
+    let reader = CountingReader {
+        store: c.ledger.store(),
+        records: std::cell::Cell::new(0),
+    };
+    let tip = c.ledger.tip();
+    let ctx = sou_ledger::BlockContext {
+        chain_id: c.ledger.chain_id().clone(),
+        height: tip.height + 1,
+        parent: tip.hash,
+        proposer: c.keys.validators[0].address(),
+        timestamp_ms: c.ledger.tip_header().timestamp_ms + 500,
+    };
+    let base = c.ledger.store().lthash().unwrap();
+    let mut exec = sou_ledger::BlockExecutor::new(&reader, base, ctx).unwrap();
+    let tx = c.tx(c.user(0), transfer(c.addr(1), 1_000));
+    exec.apply(vec![tx], &no_verified, sou_ledger::OnInvalid::Reject)
+        .unwrap();
+    let executed = exec.finish().unwrap();
+    (executed, reader.records.get())
+}
+
+#[test]
+fn the_state_roots_cost_follows_the_block_not_the_state() {
+    // The state root is an LtHash: `StateCache::diff` expands each record
+    // the block changed once for its old value and once for its new one,
+    // and nothing else, so a block costs at most 2 x writes.len() expansions
+    // plus the records it reads. Neither may depend on how big the state
+    // is: the same transfer on a state with 10,000 more accounts reads the
+    // same records and writes the same bytes.
+    let small = chain(2);
+    let big = chain_from(2, params(), |g| {
+        for i in 0..10_000 {
+            let filler = Address::module(&format!("filler account {i}"));
+            g.balances.push((filler, usdt(), Amount(1)));
+        }
+    });
+    let entries = |c: &Chain| c.ledger.store().state_entries().unwrap().len();
+    assert!(entries(&big) >= entries(&small) + 10_000);
+
+    let (a, read_a) = one_transfer(&small);
+    let (b, read_b) = one_transfer(&big);
+    assert_eq!(a.receipts[0].status, TxStatus::Success);
+    assert_eq!(read_a, read_b, "records read");
+    assert_eq!(a.writes, b.writes, "records written");
+    // The transfer's two accounts, the validators and operators that share
+    // the fee, and the rewards pool: a handful, not the state.
+    assert!(a.writes.len() <= 8, "{} writes", a.writes.len());
+    assert_ne!(a.state_root(), b.state_root());
+
+    // And the incremental root over the big state is the full recompute.
+    big.ledger.commit(&b).unwrap();
+    assert_eq!(full_state_root(&big.ledger), big.ledger.state_root());
 }

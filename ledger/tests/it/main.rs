@@ -1,11 +1,12 @@
 //! The ledger's integration tests, in one binary: transaction kinds and
-//! their failures, block rules, mempool admission, properties, and crash
-//! durability.
+//! their failures, asset roles, staking, block rules, mempool admission,
+//! properties, and crash durability.
 
 mod blocks;
 mod crash;
 mod mempool;
 mod properties;
+mod roles;
 mod staking;
 mod support;
 mod transactions;

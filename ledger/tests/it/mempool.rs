@@ -188,10 +188,10 @@ fn per_sender_and_total_limits() {
 #[test]
 fn a_frozen_sender_is_refused() {
     let mut c = chain(2);
-    let issuer = c.issuer().clone_key();
+    let freezer = c.roles(usdt()).freezer.clone_key();
     let a = c.addr(0);
     assert_ok(&c.run(
-        &issuer,
+        &freezer,
         Payload::Freeze {
             asset: usdt(),
             address: a,

@@ -1,7 +1,7 @@
 //! Staking: registration, bonding, unbonding and withdrawal, rewards,
 //! slashing, jailing, and the validator set at epoch boundaries.
 
-use sou_ledger::state::{bonded_pool, fee_collector};
+use sou_ledger::state::{bonded_pool, fee_collector, rewards_pool};
 use sou_ledger::Error;
 use sou_types::asset::NATIVE;
 use sou_types::{Amount, Hash, Keypair, Payload};
@@ -466,4 +466,334 @@ fn a_validator_that_proposes_nothing_for_its_window_is_jailed_for_downtime() {
         Some(height + p.downtime_jail_blocks)
     );
     assert_conserved(&c.ledger);
+}
+
+/// The fee-asset balance of each of `who`.
+fn usdt_of(c: &Chain, who: &[sou_types::Address]) -> Vec<u128> {
+    who.iter().map(|a| c.balance(a, usdt())).collect()
+}
+
+#[test]
+fn fees_are_shared_by_stake_then_split_by_commission_rounding_down() {
+    // Validator 0: 1000 SOU at 10% commission; validator 1: 3000 SOU at 25%.
+    // The shares in the comments follow `distribute_fees` and the reward
+    // per share accumulator: every division rounds down.
+    let mut c = chain_from(3, params(), |g| {
+        g.validators[0].stake = Amount(VALIDATOR_STAKE);
+        g.validators[0].commission_bps = 1_000;
+        g.validators[1].stake = Amount(3 * VALIDATOR_STAKE);
+        g.validators[1].commission_bps = 2_500;
+    });
+    let op0 = c.keys.validators[0].clone_key();
+    let op1 = c.keys.validators[1].clone_key();
+    let delegator = c.user(0).clone_key();
+    let payer = c.user(1).clone_key();
+    let who = [
+        op0.address(),
+        op1.address(),
+        delegator.address(),
+        rewards_pool(),
+    ];
+    let set = c.ledger.validator_set(0).unwrap().unwrap();
+    assert_eq!(
+        set.validators.iter().map(|v| v.power).collect::<Vec<_>>(),
+        vec![Amount(3 * VALIDATOR_STAKE), Amount(VALIDATOR_STAKE)]
+    );
+
+    // Block 1: the delegator bonds 1000 SOU to validator 1. Its shares count
+    // at once (4000 SOU of shares), its power only from the next epoch (the
+    // set keeps 3:1). The bond's fee of 100:
+    //   validator 1: 75, commission 18 (18.75), 57 to delegators;
+    //   validator 0: 25, commission 2 (2.5), 23 to delegators.
+    let before = usdt_of(&c, &who);
+    assert_ok(&c.run(
+        &delegator,
+        Payload::Bond {
+            validator: op1.address(),
+            amount: Amount(VALIDATOR_STAKE),
+        },
+    ));
+    let after = usdt_of(&c, &who);
+    assert_eq!(after[0] - before[0], 2);
+    assert_eq!(after[1] - before[1], 18);
+    assert_eq!(after[3] - before[3], 57 + 23);
+    assert_eq!(c.balance(&fee_collector(), usdt()), 0);
+
+    // Block 2: forty transfers by a third party, 4000 in fees:
+    //   validator 1: 3000, commission 750, 2250 to delegators;
+    //   validator 0: 1000, commission 100, 900 to delegators.
+    let to = c.addr(2);
+    let txs = (0..40)
+        .map(|n| c.tx_nonce(&payer, n, transfer(to, 1)))
+        .collect();
+    let (executed, _) = c.block(txs);
+    assert_eq!(executed.receipts.len(), 40);
+    let before = after;
+    let after = usdt_of(&c, &who);
+    assert_eq!(after[0] - before[0], 100);
+    assert_eq!(after[1] - before[1], 750);
+    assert_eq!(after[3] - before[3], 2250 + 900);
+    assert_eq!(c.balance(&fee_collector(), usdt()), 0);
+    // Per share (scaled by 10^18): validator 1 gained 57/4000 SOU of
+    // shares then 2250/4000, validator 0 23/1000 then 900/1000.
+    let per_share = |op: &Keypair| {
+        c.ledger
+            .validator(&op.address())
+            .unwrap()
+            .unwrap()
+            .reward_per_share
+    };
+    assert_eq!(per_share(&op1), 14_250_000 + 562_500_000);
+    assert_eq!(per_share(&op0), 23_000_000 + 900_000_000);
+
+    // Block 3: everyone claims. Owed, rounded down once at the claim:
+    //   delegator: 1000 SOU of shares x 576.75 per 1000 SOU = 576;
+    //   operator 1: 3000 SOU x 576.75 per 1000 SOU = 1730 (1730.25);
+    //   operator 0: 1000 SOU x 923 per 1000 SOU = 923.
+    // Each pays a fee of 100, and the block's 300 in fees are shared out
+    // after the claims: validator 1 225 (commission 56, 169 to delegators),
+    // validator 0 75 (commission 7, 68 to delegators).
+    let txs = c.sign_all(vec![
+        (
+            &delegator,
+            Payload::ClaimRewards {
+                validator: op1.address(),
+            },
+        ),
+        (
+            &op1,
+            Payload::ClaimRewards {
+                validator: op1.address(),
+            },
+        ),
+        (
+            &op0,
+            Payload::ClaimRewards {
+                validator: op0.address(),
+            },
+        ),
+    ]);
+    let (executed, _) = c.block(txs);
+    executed.receipts.iter().for_each(assert_ok);
+    let before = after;
+    let after = usdt_of(&c, &who);
+    assert_eq!(after[2] - before[2], 576 - 100);
+    assert_eq!(after[1] - before[1], 1730 - 100 + 56);
+    assert_eq!(after[0] - before[0], 923 - 100 + 7);
+    // Validator 1's delegators were owed 57 + 2250 = 2307 in all and were
+    // paid 576 + 1730 = 2306: the unit lost to rounding stays in the pool,
+    // with block 3's 169 + 68 not yet claimed.
+    assert_eq!(after[3], 80 + 3150 - (576 + 1730 + 923) + 169 + 68);
+    assert_eq!(c.balance(&fee_collector(), usdt()), 0);
+    assert_conserved(&c.ledger);
+}
+
+#[test]
+fn what_rounds_away_from_the_fee_shares_waits_in_the_collector() {
+    // Stakes 1:2, no commission: a fee of 100 splits 33 + 66, and the unit
+    // left over stays in the fee collector for the next block's share-out.
+    let mut c = chain_from(2, params(), |g| {
+        g.validators[0].commission_bps = 0;
+        g.validators[1].commission_bps = 0;
+        g.validators[1].stake = Amount(2 * VALIDATOR_STAKE);
+    });
+    let payer = c.user(0).clone_key();
+    let to = c.addr(1);
+    let pool = c.balance(&rewards_pool(), usdt());
+    assert_ok(&c.run(&payer, transfer(to, 1)));
+    assert_eq!(c.balance(&fee_collector(), usdt()), 1);
+    assert_eq!(c.balance(&rewards_pool(), usdt()), pool + 33 + 66);
+    // Next block: 101 to share, 33 (33.67) + 67 (67.33), one unit left.
+    assert_ok(&c.run(&payer, transfer(to, 1)));
+    assert_eq!(c.balance(&fee_collector(), usdt()), 1);
+    assert_eq!(c.balance(&rewards_pool(), usdt()), pool + 99 + 100);
+    // An empty block shares the unit out again: 0 + 0, it stays.
+    c.block(vec![]);
+    assert_eq!(c.balance(&fee_collector(), usdt()), 1);
+    // With no commission every unit goes to the delegators (here each
+    // validator's operator alone): 33 + 33 and 66 + 67.
+    let owed = |c: &Chain, i: usize| {
+        let op = c.keys.validators[i].address();
+        let v = c.ledger.validator(&op).unwrap().unwrap();
+        let d = c.ledger.delegation(&op, &op).unwrap();
+        d.shares * v.reward_per_share / sou_ledger::state::REWARD_SCALE - d.reward_debt
+    };
+    assert_eq!(owed(&c, 0), 66);
+    assert_eq!(owed(&c, 1), 133);
+    assert_conserved(&c.ledger);
+}
+
+#[test]
+fn a_frozen_operators_commission_stays_in_the_collector() {
+    // Equal stakes at 10% commission; validator 1's operator is frozen in
+    // the fee asset by the block's one transaction.
+    let mut c = chain(1);
+    let op0 = c.keys.validators[0].address();
+    let op1 = c.keys.validators[1].address();
+    let freezer = c.roles(usdt()).freezer.clone_key();
+    let before = usdt_of(&c, &[op0, op1, rewards_pool()]);
+    assert_ok(&c.run(
+        &freezer,
+        Payload::Freeze {
+            asset: usdt(),
+            address: op1,
+        },
+    ));
+    // 100: 50 each, commission 5 each; validator 1's 5 is not paid.
+    let after = usdt_of(&c, &[op0, op1, rewards_pool()]);
+    assert_eq!(after[0] - before[0], 5);
+    assert_eq!(after[1], before[1]);
+    assert_eq!(after[2] - before[2], 45 + 45);
+    assert_eq!(c.balance(&fee_collector(), usdt()), 5);
+    // Next block, 105 to share: 52 each (52.5), commission 5 (5.2) each,
+    // validator 1's kept again, and one unit of rounding: 6 stay.
+    let user = c.user(0).clone_key();
+    assert_ok(&c.run(&user, transfer(op0, 1)));
+    let later = usdt_of(&c, &[op0, op1, rewards_pool()]);
+    assert_eq!(later[0] - after[0], 1 + 5);
+    assert_eq!(later[1], before[1]);
+    assert_eq!(later[2] - after[2], 47 + 47);
+    assert_eq!(c.balance(&fee_collector(), usdt()), 6);
+    assert_conserved(&c.ledger);
+}
+
+/// Registers `key` as a validator and bonds `stake` to it, as two
+/// transactions.
+fn candidate(key: &Keypair, label: &str, stake: u128) -> [(Keypair, Payload); 2] {
+    [
+        (
+            key.clone_key(),
+            Payload::RegisterValidator {
+                consensus_key: Keypair::derive_insecure(7, label).public(),
+                commission_bps: 0,
+            },
+        ),
+        (
+            key.clone_key(),
+            Payload::Bond {
+                validator: key.address(),
+                amount: Amount(stake),
+            },
+        ),
+    ]
+}
+
+#[test]
+fn the_set_is_the_top_n_by_stake_above_the_minimum_ties_by_address() {
+    let mut p = params();
+    p.max_validators = 4;
+    p.min_validator_stake = Amount(500 * SOU);
+    let mut c = chain_with(5, p);
+    let keys: Vec<Keypair> = (0..5).map(|i| c.user(i).clone_key()).collect();
+    let stakes = [
+        2_000 * SOU,
+        1_000 * SOU,
+        1_000 * SOU,
+        500 * SOU,     // exactly the minimum
+        500 * SOU - 1, // one base unit below it
+    ];
+    let mut txs = Vec::new();
+    for (i, (k, s)) in keys.iter().zip(stakes).enumerate() {
+        txs.extend(candidate(k, &format!("cand{i}"), s));
+    }
+    let signed = c.sign_all(txs.iter().map(|(k, p)| (k, p.clone())).collect());
+    let (executed, _) = c.block(signed);
+    executed.receipts.iter().for_each(assert_ok);
+
+    // Every candidate and its stake; the genesis validators have 1000 SOU.
+    let mut all: Vec<(sou_types::Address, u128)> = keys
+        .iter()
+        .zip(stakes)
+        .map(|(k, s)| (k.address(), s))
+        .collect();
+    for v in &c.keys.validators {
+        all.push((v.address(), VALIDATOR_STAKE));
+    }
+    // The rule, stated independently: at least the minimum, by stake
+    // descending, ties by address ascending, the first four.
+    let expected = |all: &[(sou_types::Address, u128)]| {
+        let mut e: Vec<_> = all
+            .iter()
+            .filter(|(_, s)| *s >= 500 * SOU)
+            .copied()
+            .collect();
+        e.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        e.truncate(4);
+        e
+    };
+    let members = |c: &Chain, epoch: u64| {
+        c.ledger
+            .validator_set(epoch)
+            .unwrap()
+            .unwrap()
+            .validators
+            .iter()
+            .map(|v| (v.operator, v.power.0))
+            .collect::<Vec<_>>()
+    };
+
+    // Epoch 1: the 2000 SOU candidate, then three of the four at 1000 SOU
+    // (a tie cut by address); the one at the minimum is eligible but cut by
+    // the top 4, the one below it is not eligible.
+    let epoch = c.run_to_epoch_end();
+    let set = members(&c, epoch);
+    assert_eq!(set, expected(&all));
+    assert_eq!(set[0], (keys[0].address(), 2_000 * SOU));
+    let mut tied: Vec<_> = all
+        .iter()
+        .filter(|(_, s)| *s == 1_000 * SOU)
+        .map(|(a, _)| *a)
+        .collect();
+    tied.sort();
+    assert_eq!(
+        set[1..].iter().map(|(a, _)| *a).collect::<Vec<_>>(),
+        tied[..3]
+    );
+    assert!(set.iter().all(|(a, _)| *a != keys[3].address()));
+
+    // Three candidates unbond everything: with room in the set, the one at
+    // exactly the minimum joins and the one a unit below stays out.
+    let unbond: Vec<(&Keypair, Payload)> = (0..3)
+        .map(|i| {
+            (
+                &keys[i],
+                Payload::Unbond {
+                    validator: keys[i].address(),
+                    amount: Amount(stakes[i]),
+                },
+            )
+        })
+        .collect();
+    let signed = c.sign_all(unbond);
+    let (executed, _) = c.block(signed);
+    executed.receipts.iter().for_each(assert_ok);
+    for entry in all.iter_mut().take(3) {
+        entry.1 = 0;
+    }
+    let epoch = c.run_to_epoch_end();
+    let set = members(&c, epoch);
+    assert_eq!(set, expected(&all));
+    assert_eq!(set.len(), 3);
+    assert_eq!(set[2], (keys[3].address(), 500 * SOU));
+    assert!(set.iter().all(|(a, _)| *a != keys[4].address()));
+    // The consensus keys are the registered ones.
+    let full = c.ledger.validator_set(epoch).unwrap().unwrap();
+    assert_eq!(
+        full.validators[2].consensus_key,
+        Keypair::derive_insecure(7, "cand3").public()
+    );
+    assert_conserved(&c.ledger);
+}
+
+#[test]
+fn a_candidate_without_stake_never_joins_even_with_no_minimum() {
+    let mut p = params();
+    p.min_validator_stake = Amount(0);
+    let mut c = chain_with(1, p);
+    let user = c.user(0).clone_key();
+    assert_ok(&register(&mut c, &user, "unbonded", 0));
+    let epoch = c.run_to_epoch_end();
+    let set = c.ledger.validator_set(epoch).unwrap().unwrap();
+    assert_eq!(set.validators.len(), 2);
+    assert!(set.validators.iter().all(|v| v.operator != user.address()));
 }

@@ -36,15 +36,68 @@ pub fn params() -> Params {
     p
 }
 
-pub struct Keys {
+/// The holders of one issued asset's roles, each its own key, so that a
+/// test can tell which role a transaction was allowed by.
+pub struct RoleKeys {
+    /// May seize; receives seized funds.
     pub issuer: Keypair,
+    /// May configure and remove minters.
+    pub master_minter: Keypair,
+    pub pauser: Keypair,
+    pub freezer: Keypair,
+    /// A minter configured at genesis with [`GENESIS_ALLOWANCE`].
+    pub minter: Keypair,
+}
+
+impl RoleKeys {
+    fn derive(asset: &str) -> RoleKeys {
+        let k = |role: &str| Keypair::derive_insecure(42, &format!("{asset} {role}"));
+        RoleKeys {
+            issuer: k("issuer"),
+            master_minter: k("master minter"),
+            pauser: k("pauser"),
+            freezer: k("freezer"),
+            minter: k("minter"),
+        }
+    }
+
+    /// Every role's key with the role's name, in a fixed order.
+    pub fn all(&self) -> [(&'static str, &Keypair); 5] {
+        [
+            ("issuer", &self.issuer),
+            ("master minter", &self.master_minter),
+            ("pauser", &self.pauser),
+            ("freezer", &self.freezer),
+            ("minter", &self.minter),
+        ]
+    }
+
+    fn roles(&self) -> AssetRoles {
+        AssetRoles {
+            issuer: Some(self.issuer.address()),
+            master_minter: Some(self.master_minter.address()),
+            pauser: Some(self.pauser.address()),
+            freezer: Some(self.freezer.address()),
+        }
+    }
+}
+
+/// The minting allowance of each asset's genesis minter.
+pub const GENESIS_ALLOWANCE: u128 = 1_000_000_000_000;
+
+pub struct Keys {
+    /// The roles of USDT (the fee asset).
+    pub usdt: RoleKeys,
+    /// The roles of EURC, held by other keys than USDT's.
+    pub eurc: RoleKeys,
     pub validators: Vec<Keypair>,
     pub users: Vec<Keypair>,
 }
 
 pub fn keys(users: usize) -> Keys {
     Keys {
-        issuer: Keypair::derive_insecure(42, "issuer"),
+        usdt: RoleKeys::derive("USDT"),
+        eurc: RoleKeys::derive("EURC"),
         validators: (0..2)
             .map(|i| Keypair::derive_insecure(42, &format!("val{i}")))
             .collect(),
@@ -55,8 +108,13 @@ pub fn keys(users: usize) -> Keys {
 }
 
 pub fn genesis(keys: &Keys, params: Params) -> GenesisState {
-    let issuer = keys.issuer.address();
-    let mut balances = vec![(issuer, usdt(), Amount(USER_USDT))];
+    let mut balances = Vec::new();
+    // Role holders pay fees in USDT and hold both issued assets (minters
+    // burn their own balance).
+    for (_, k) in keys.usdt.all().into_iter().chain(keys.eurc.all()) {
+        balances.push((k.address(), usdt(), Amount(USER_USDT)));
+        balances.push((k.address(), eurc(), Amount(USER_USDT)));
+    }
     for u in keys.users.iter().chain(&keys.validators) {
         balances.push((u.address(), usdt(), Amount(USER_USDT)));
         balances.push((u.address(), NATIVE, Amount(USER_SOU)));
@@ -78,25 +136,15 @@ pub fn genesis(keys: &Keys, params: Params) -> GenesisState {
                 symbol: usdt(),
                 name: "Tether USD".into(),
                 decimals: 6,
-                roles: AssetRoles {
-                    issuer: Some(issuer),
-                    master_minter: Some(issuer),
-                    pauser: Some(issuer),
-                    freezer: Some(issuer),
-                },
-                minters: vec![(issuer, Amount(1_000_000_000_000))],
+                roles: keys.usdt.roles(),
+                minters: vec![(keys.usdt.minter.address(), Amount(GENESIS_ALLOWANCE))],
             },
             GenesisAsset {
                 symbol: eurc(),
                 name: "Euro Coin".into(),
                 decimals: 6,
-                roles: AssetRoles {
-                    issuer: Some(issuer),
-                    master_minter: Some(issuer),
-                    pauser: Some(issuer),
-                    freezer: Some(issuer),
-                },
-                minters: vec![],
+                roles: keys.eurc.roles(),
+                minters: vec![(keys.eurc.minter.address(), Amount(GENESIS_ALLOWANCE))],
             },
         ],
         balances,
@@ -106,12 +154,17 @@ pub fn genesis(keys: &Keys, params: Params) -> GenesisState {
             .enumerate()
             .map(|(i, v)| GenesisValidator {
                 operator: v.address(),
-                consensus_key: Keypair::derive_insecure(42, &format!("cons{i}")).public(),
+                consensus_key: consensus_key(i).public(),
                 commission_bps: 1_000,
                 stake: Amount(VALIDATOR_STAKE),
             })
             .collect(),
     }
+}
+
+/// The consensus key of genesis validator `i`.
+pub fn consensus_key(i: usize) -> Keypair {
+    Keypair::derive_insecure(42, &format!("cons{i}"))
 }
 
 pub struct Chain {
@@ -127,8 +180,17 @@ pub fn chain(users: usize) -> Chain {
 }
 
 pub fn chain_with(users: usize, params: Params) -> Chain {
+    chain_from(users, params, |_| {})
+}
+
+/// A chain whose test genesis `edit` changes first (stakes, commissions,
+/// extra balances).
+pub fn chain_from(users: usize, params: Params, edit: impl FnOnce(&mut GenesisState)) -> Chain {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = chain_at(&dir.path().join("db"), users, params);
+    let keys = keys(users);
+    let mut g = genesis(&keys, params);
+    edit(&mut g);
+    let mut c = chain_on(&dir.path().join("db"), keys, &g);
     c._dir = Some(dir);
     c
 }
@@ -136,7 +198,12 @@ pub fn chain_with(users: usize, params: Params) -> Chain {
 /// A chain on the database at `path`, created with the test genesis if new.
 pub fn chain_at(path: &std::path::Path, users: usize, params: Params) -> Chain {
     let keys = keys(users);
-    let ledger = Ledger::init(path, &genesis(&keys, params)).unwrap();
+    let g = genesis(&keys, params);
+    chain_on(path, keys, &g)
+}
+
+fn chain_on(path: &std::path::Path, keys: Keys, genesis: &GenesisState) -> Chain {
+    let ledger = Ledger::init(path, genesis).unwrap();
     let time_ms = ledger.tip_header().timestamp_ms;
     Chain {
         _dir: None,
@@ -159,8 +226,14 @@ impl Chain {
         self.keys.users[i].address()
     }
 
-    pub fn issuer(&self) -> &Keypair {
-        &self.keys.issuer
+    /// The role holders of `asset` (USDT or EURC).
+    pub fn roles(&self, asset: Symbol) -> &RoleKeys {
+        if asset == eurc() {
+            &self.keys.eurc
+        } else {
+            assert_eq!(asset, usdt(), "only USDT and EURC have roles");
+            &self.keys.usdt
+        }
     }
 
     /// A transaction from `key` with its next nonce.
@@ -179,6 +252,23 @@ impl Chain {
             payload,
         }
         .sign(key)
+    }
+
+    /// Signs each payload with its key, numbering each sender's nonces on
+    /// from its committed next nonce in list order.
+    pub fn sign_all(&self, items: Vec<(&Keypair, Payload)>) -> Vec<SignedTransaction> {
+        let mut next: BTreeMap<Address, u64> = BTreeMap::new();
+        items
+            .into_iter()
+            .map(|(key, payload)| {
+                let a = key.address();
+                let n = *next
+                    .entry(a)
+                    .or_insert_with(|| self.ledger.account(&a).unwrap().nonce);
+                next.insert(a, n + 1);
+                self.tx_nonce(key, n, payload)
+            })
+            .collect()
     }
 
     /// Proposes a block of `txs` and commits it; returns the receipts and
@@ -271,7 +361,8 @@ pub fn full_state_root(ledger: &Ledger) -> sou_types::Hash {
     h.root()
 }
 
-/// Every asset's supply equals the sum of all balances.
+/// Every asset's supply equals the sum of all balances (so no balance
+/// exceeds the supply).
 pub fn assert_conserved(ledger: &Ledger) {
     let sums = balance_sums(ledger);
     for asset in [NATIVE, usdt(), eurc()] {

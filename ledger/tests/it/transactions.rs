@@ -36,7 +36,8 @@ fn transfer_failures_change_nothing_but_nonce_and_fee() {
     let mut c = chain(3);
     let (a, b) = (c.addr(0), c.addr(1));
     let user = c.user(0).clone_key();
-    let issuer = c.issuer().clone_key();
+    let freezer = c.roles(usdt()).freezer.clone_key();
+    let pauser = c.roles(usdt()).pauser.clone_key();
 
     let before = c.balance(&a, usdt());
     let r = c.run(&user, transfer(b, USER_USDT + 1));
@@ -59,7 +60,7 @@ fn transfer_failures_change_nothing_but_nonce_and_fee() {
 
     // Frozen recipient.
     assert_ok(&c.run(
-        &issuer,
+        &freezer,
         Payload::Freeze {
             asset: usdt(),
             address: b,
@@ -67,7 +68,7 @@ fn transfer_failures_change_nothing_but_nonce_and_fee() {
     ));
     assert_failed(&c.run(&user, transfer(b, 10)), "is frozen in USDT");
     assert_ok(&c.run(
-        &issuer,
+        &freezer,
         Payload::Unfreeze {
             asset: usdt(),
             address: b,
@@ -76,7 +77,7 @@ fn transfer_failures_change_nothing_but_nonce_and_fee() {
     assert_ok(&c.run(&user, transfer(b, 10)));
 
     // Paused asset: nobody can transfer, the native token is unaffected.
-    assert_ok(&c.run(&issuer, Payload::Pause { asset: usdt() }));
+    assert_ok(&c.run(&pauser, Payload::Pause { asset: usdt() }));
     assert_failed(&c.run(&user, transfer(b, 10)), "USDT is paused");
     let r = c.run(
         &user,
@@ -88,7 +89,7 @@ fn transfer_failures_change_nothing_but_nonce_and_fee() {
         },
     );
     assert_ok(&r);
-    assert_ok(&c.run(&issuer, Payload::Unpause { asset: usdt() }));
+    assert_ok(&c.run(&pauser, Payload::Unpause { asset: usdt() }));
     assert_ok(&c.run(&user, transfer(b, 10)));
     assert_conserved(&c.ledger);
 }
@@ -99,9 +100,9 @@ fn frozen_sender_is_refused_inclusion() {
     // may not be included at all.
     let mut c = chain(2);
     let (a, b) = (c.addr(0), c.addr(1));
-    let issuer = c.issuer().clone_key();
+    let freezer = c.roles(usdt()).freezer.clone_key();
     assert_ok(&c.run(
-        &issuer,
+        &freezer,
         Payload::Freeze {
             asset: usdt(),
             address: a,
@@ -116,7 +117,7 @@ fn frozen_sender_is_refused_inclusion() {
         .contains("frozen in the fee asset"));
     // The native token has no freezer: nobody can freeze stake.
     let r = c.run(
-        &c.issuer().clone_key(),
+        &freezer,
         Payload::Freeze {
             asset: NATIVE,
             address: b,
@@ -130,9 +131,9 @@ fn a_sender_frozen_in_an_asset_cannot_send_it_but_can_pay_fees() {
     let mut c = chain(2);
     let (a, b) = (c.addr(0), c.addr(1));
     let user = c.user(0).clone_key();
-    let issuer = c.issuer().clone_key();
+    let freezer = c.roles(eurc()).freezer.clone_key();
     assert_ok(&c.run(
-        &issuer,
+        &freezer,
         Payload::Freeze {
             asset: eurc(),
             address: a,
@@ -163,7 +164,7 @@ fn a_sender_frozen_in_an_asset_cannot_send_it_but_can_pay_fees() {
     );
     assert_failed(&r, "is frozen in EURC");
     assert_ok(&c.run(
-        &issuer,
+        &freezer,
         Payload::Unfreeze {
             asset: eurc(),
             address: a,
@@ -177,7 +178,7 @@ fn a_sender_frozen_in_an_asset_cannot_send_it_but_can_pay_fees() {
 fn batch_transfer_is_all_or_nothing() {
     let mut c = chain(4);
     let user = c.user(0).clone_key();
-    let issuer = c.issuer().clone_key();
+    let freezer = c.roles(usdt()).freezer.clone_key();
     let payouts = |c: &Chain| Payload::BatchTransfer {
         asset: usdt(),
         payouts: sou_types::tx::Payouts::new(
@@ -197,7 +198,7 @@ fn batch_transfer_is_all_or_nothing() {
     }
     let a3 = c.addr(3);
     assert_ok(&c.run(
-        &issuer,
+        &freezer,
         Payload::Freeze {
             asset: usdt(),
             address: a3,
@@ -245,7 +246,12 @@ fn batch_transfer_over_the_recipient_limit_is_refused() {
 #[test]
 fn mint_and_burn_by_minters_within_allowance() {
     let mut c = chain(2);
-    let issuer = c.issuer().clone_key();
+    let roles = c.roles(usdt());
+    let (master, freezer, pauser) = (
+        roles.master_minter.clone_key(),
+        roles.freezer.clone_key(),
+        roles.pauser.clone_key(),
+    );
     let minter = c.user(0).clone_key();
     let outsider = c.user(1).clone_key();
     let m = minter.address();
@@ -262,7 +268,7 @@ fn mint_and_burn_by_minters_within_allowance() {
     );
     assert_failed(&r, "not the master minter of USDT");
     assert_ok(&c.run(
-        &issuer,
+        &master,
         Payload::ConfigureMinter {
             asset: usdt(),
             minter: m,
@@ -335,7 +341,7 @@ fn mint_and_burn_by_minters_within_allowance() {
 
     // Mint to a frozen address, or while paused, fails.
     assert_ok(&c.run(
-        &issuer,
+        &freezer,
         Payload::Freeze {
             asset: usdt(),
             address: to,
@@ -353,13 +359,13 @@ fn mint_and_burn_by_minters_within_allowance() {
         "is frozen",
     );
     assert_ok(&c.run(
-        &issuer,
+        &freezer,
         Payload::Unfreeze {
             asset: usdt(),
             address: to,
         },
     ));
-    assert_ok(&c.run(&issuer, Payload::Pause { asset: usdt() }));
+    assert_ok(&c.run(&pauser, Payload::Pause { asset: usdt() }));
     assert_failed(
         &c.run(
             &minter,
@@ -371,7 +377,7 @@ fn mint_and_burn_by_minters_within_allowance() {
         ),
         "paused",
     );
-    assert_ok(&c.run(&issuer, Payload::Unpause { asset: usdt() }));
+    assert_ok(&c.run(&pauser, Payload::Unpause { asset: usdt() }));
 
     // Removing the minter ends its powers; removing a non-minter fails.
     assert_failed(
@@ -385,7 +391,7 @@ fn mint_and_burn_by_minters_within_allowance() {
         "not the master minter",
     );
     assert_ok(&c.run(
-        &issuer,
+        &master,
         Payload::RemoveMinter {
             asset: usdt(),
             minter: m,
@@ -404,7 +410,7 @@ fn mint_and_burn_by_minters_within_allowance() {
     );
     assert_failed(
         &c.run(
-            &issuer,
+            &master,
             Payload::RemoveMinter {
                 asset: usdt(),
                 minter: m,
@@ -418,19 +424,20 @@ fn mint_and_burn_by_minters_within_allowance() {
 #[test]
 fn mint_that_would_overflow_supply_fails() {
     let mut c = chain(1);
-    let issuer = c.issuer().clone_key();
+    let master = c.roles(usdt()).master_minter.clone_key();
+    let minter = c.roles(usdt()).minter.clone_key();
     let to = c.addr(0);
     let huge = Amount(u128::MAX);
     assert_ok(&c.run(
-        &issuer,
+        &master,
         Payload::ConfigureMinter {
             asset: usdt(),
-            minter: issuer.address(),
+            minter: minter.address(),
             allowance: huge,
         },
     ));
     let r = c.run(
-        &issuer,
+        &minter,
         Payload::Mint {
             asset: usdt(),
             to,
@@ -440,7 +447,7 @@ fn mint_that_would_overflow_supply_fails() {
     assert_failed(&r, "overflows");
     let left = u128::MAX - c.supply(usdt());
     assert_ok(&c.run(
-        &issuer,
+        &minter,
         Payload::Mint {
             asset: usdt(),
             to,
@@ -450,7 +457,7 @@ fn mint_that_would_overflow_supply_fails() {
     assert_eq!(c.supply(usdt()), u128::MAX);
     assert_failed(
         &c.run(
-            &issuer,
+            &minter,
             Payload::Mint {
                 asset: usdt(),
                 to,
@@ -465,7 +472,12 @@ fn mint_that_would_overflow_supply_fails() {
 #[test]
 fn freeze_seize_and_pause_need_their_roles() {
     let mut c = chain(2);
-    let issuer = c.issuer().clone_key();
+    let roles = c.roles(usdt());
+    let (issuer, freezer, pauser) = (
+        roles.issuer.clone_key(),
+        roles.freezer.clone_key(),
+        roles.pauser.clone_key(),
+    );
     let outsider = c.user(0).clone_key();
     let victim = c.addr(1);
 
@@ -484,12 +496,12 @@ fn freeze_seize_and_pause_need_their_roles() {
         "not the pauser of USDT",
     );
     assert_failed(
-        &c.run(&issuer, Payload::Unpause { asset: usdt() }),
+        &c.run(&pauser, Payload::Unpause { asset: usdt() }),
         "not paused",
     );
     assert_failed(
         &c.run(
-            &issuer,
+            &freezer,
             Payload::Unfreeze {
                 asset: usdt(),
                 address: victim,
@@ -510,7 +522,7 @@ fn freeze_seize_and_pause_need_their_roles() {
         "is not frozen",
     );
     assert_ok(&c.run(
-        &issuer,
+        &freezer,
         Payload::Freeze {
             asset: usdt(),
             address: victim,
@@ -518,7 +530,7 @@ fn freeze_seize_and_pause_need_their_roles() {
     ));
     assert_failed(
         &c.run(
-            &issuer,
+            &freezer,
             Payload::Freeze {
                 asset: usdt(),
                 address: victim,
