@@ -13,9 +13,12 @@ use prometheus_client::registry::Registry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+/// Why a transaction was refused, and where it came from (`rpc` or
+/// `gossip`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ReasonLabel {
-    pub reason: String,
+pub struct RejectLabel {
+    pub reason: &'static str,
+    pub source: &'static str,
 }
 
 #[derive(Debug)]
@@ -29,7 +32,9 @@ pub struct Metrics {
     pub transactions_per_block: Histogram,
     pub mempool_transactions: Gauge,
     pub mempool_bytes: Gauge,
-    pub transactions_rejected: Family<ReasonLabel, Counter>,
+    pub transactions_rejected: Family<RejectLabel, Counter>,
+    pub block_signatures_verified: Counter,
+    pub block_signatures_reused: Counter,
     pub consensus_timeouts: Counter,
     pub block_execution_seconds: Histogram,
     pub block_commit_seconds: Histogram,
@@ -57,6 +62,8 @@ impl Metrics {
             mempool_transactions: Gauge::default(),
             mempool_bytes: Gauge::default(),
             transactions_rejected: Family::default(),
+            block_signatures_verified: Counter::default(),
+            block_signatures_reused: Counter::default(),
             consensus_timeouts: Counter::default(),
             block_execution_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
             block_commit_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
@@ -109,8 +116,18 @@ impl Metrics {
         );
         registry.register(
             "transactions_rejected",
-            "Transactions refused on admission, by reason",
+            "Transactions refused (undecodable, too large, or by the mempool), by reason and source (rpc, gossip)",
             m.transactions_rejected.clone(),
+        );
+        registry.register(
+            "block_signatures_verified",
+            "Signatures of transactions verified while checking proposed blocks (those not admitted to this node's mempool with the same signature)",
+            m.block_signatures_verified.clone(),
+        );
+        registry.register(
+            "block_signatures_reused",
+            "Signatures of transactions in proposed blocks not verified again: admitted to this node's mempool, with the same signature",
+            m.block_signatures_reused.clone(),
         );
         registry.register(
             "consensus_timeouts",

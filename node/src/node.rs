@@ -12,6 +12,7 @@
 //!   finality certificate) before subscribers, the mempool and metrics hear
 //!   of it.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -28,7 +29,7 @@ use sou_ledger::{AdmitError, Checks, ExecutedBlock, Ledger, Mempool};
 use sou_p2p::{P2p, P2pConfig, SyncRequest, SyncResponse, Topic};
 use sou_rpc::{Backend, FinalizedEvent, NodeInfo};
 use sou_types::{Address, Block, Keypair, Misbehaviour, SignedTransaction, TxHash};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 use tracing::{debug, info, warn};
 
 use crate::config::NodeConfig;
@@ -42,8 +43,29 @@ pub struct Shared {
     pub events: broadcast::Sender<FinalizedEvent>,
     pub info: Mutex<NodeInfo>,
     pub metrics: Arc<Metrics>,
+    /// Counts admitted transactions, for `tx_subscribeStatus`.
+    admitted: watch::Sender<u64>,
+    /// This node's largest transaction, for RPC and gossip alike.
     max_tx_bytes: usize,
     p2p: Option<P2p>,
+}
+
+/// Where a transaction came from, for `sou_transactions_rejected_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Source {
+    /// A client, over JSON-RPC: admitted transactions are gossiped.
+    Rpc,
+    /// A peer, over gossip (which forwards the message itself).
+    Gossip,
+}
+
+impl Source {
+    fn label(self) -> &'static str {
+        match self {
+            Source::Rpc => "rpc",
+            Source::Gossip => "gossip",
+        }
+    }
 }
 
 impl std::fmt::Debug for Shared {
@@ -56,13 +78,46 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-impl Backend for Shared {
-    fn ledger(&self) -> &Ledger {
-        &self.ledger
+impl Shared {
+    fn new(
+        ledger: Ledger,
+        mempool: Mempool,
+        metrics: Arc<Metrics>,
+        max_tx_bytes: usize,
+        p2p: Option<P2p>,
+    ) -> Shared {
+        Shared {
+            ledger,
+            mempool: Mutex::new(mempool),
+            events: broadcast::channel(4096).0,
+            info: Mutex::new(NodeInfo::default()),
+            metrics,
+            admitted: watch::channel(0).0,
+            max_tx_bytes,
+            p2p,
+        }
     }
 
-    fn submit(&self, txs: Vec<SignedTransaction>) -> Vec<Result<TxHash, AdmitError>> {
-        // The node's own size limit, tighter than the chain's when configured so.
+    /// Counts a refused transaction.
+    fn count_reject(&self, reason: &'static str, source: Source) {
+        self.metrics
+            .transactions_rejected
+            .get_or_create(&crate::metrics::RejectLabel {
+                reason,
+                source: source.label(),
+            })
+            .inc();
+    }
+
+    /// Admits transactions from a client or a peer: this node's size limit
+    /// (tighter than the chain's when configured so), then the mempool's
+    /// rules with one batched signature check. Transactions a client sent
+    /// are passed on to the other validators.
+    fn admit(
+        &self,
+        txs: Vec<SignedTransaction>,
+        source: Source,
+    ) -> Vec<Result<TxHash, AdmitError>> {
         let mut results: Vec<Option<Result<TxHash, AdmitError>>> = vec![None; txs.len()];
         let mut ok = Vec::with_capacity(txs.len());
         let mut slots = Vec::with_capacity(txs.len());
@@ -78,25 +133,31 @@ impl Backend for Shared {
                 slots.push(i);
             }
         }
-        let mut admitted_txs = Vec::new();
-        {
+        let mut to_gossip = Vec::new();
+        let mut admitted = 0u64;
+        if !ok.is_empty() {
             let mut pool = lock(&self.mempool);
-            let admitted = pool.admit(ok, &self.ledger);
+            let outcome = pool.admit(ok, &self.ledger);
             self.metrics.mempool_transactions.set(pool.len() as i64);
             self.metrics.mempool_bytes.set(pool.bytes() as i64);
-            for (slot, r) in slots.into_iter().zip(admitted) {
-                // What was admitted is in the pool: gossip it from there.
-                if let (Some(_), Ok(hash)) = (&self.p2p, &r) {
-                    admitted_txs.extend(pool.get(hash).cloned());
+            for (slot, r) in slots.into_iter().zip(outcome) {
+                if let Ok(hash) = &r {
+                    admitted += 1;
+                    // What was admitted is in the pool: gossip it from there.
+                    if source == Source::Rpc && self.p2p.is_some() {
+                        to_gossip.extend(pool.get(hash).cloned());
+                    }
                 }
                 results[slot] = Some(r);
             }
         }
-        // Pass admitted transactions on to the other validators.
-        if let (Some(p2p), false) = (&self.p2p, admitted_txs.is_empty()) {
+        if admitted > 0 {
+            self.admitted.send_modify(|n| *n = n.wrapping_add(admitted));
+        }
+        if let (Some(p2p), false) = (&self.p2p, to_gossip.is_empty()) {
             p2p.publish(
                 Topic::Transactions,
-                borsh::to_vec(&admitted_txs).unwrap_or_default(),
+                borsh::to_vec(&to_gossip).unwrap_or_default(),
             );
         }
         results
@@ -104,16 +165,29 @@ impl Backend for Shared {
             .map(|r| {
                 let r = r.unwrap_or_else(|| Err(AdmitError::Ledger("no result".into())));
                 if let Err(e) = &r {
-                    self.metrics
-                        .transactions_rejected
-                        .get_or_create(&crate::metrics::ReasonLabel {
-                            reason: e.label().to_string(),
-                        })
-                        .inc();
+                    self.count_reject(sou_rpc::reject_reason(e), source);
                 }
                 r
             })
             .collect()
+    }
+}
+
+impl Backend for Shared {
+    fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    fn submit(&self, txs: Vec<SignedTransaction>) -> Vec<Result<TxHash, AdmitError>> {
+        self.admit(txs, Source::Rpc)
+    }
+
+    fn rejected(&self, reason: &'static str) {
+        self.count_reject(reason, Source::Rpc);
+    }
+
+    fn admissions(&self) -> watch::Receiver<u64> {
+        self.admitted.subscribe()
     }
 
     fn pending(&self, hash: &TxHash) -> Option<SignedTransaction> {
@@ -175,6 +249,65 @@ fn evidence_offender(ledger: &Ledger, e: &Evidence) -> Option<sou_types::PublicK
     let set = ledger.validator_set(epoch).ok()??;
     let ns = ledger.chain_id().as_str().as_bytes().to_vec();
     e.verify(&consensus_set(&set), &ns).ok()
+}
+
+/// The transactions of `txs` whose signature this node verified when it
+/// admitted them: those its mempool holds with the very same signature.
+///
+/// A transaction's hash does not cover its signature (nor does a block's
+/// transactions root), so a body from a peer can carry an admitted
+/// transaction's hash with another signature; such a hash is left out,
+/// wherever it appears in `txs`, and the ledger verifies it.
+fn admitted_with_same_signature(pool: &Mempool, txs: &[SignedTransaction]) -> HashSet<TxHash> {
+    let mut same = HashSet::new();
+    let mut differs = HashSet::new();
+    for tx in txs {
+        let hash = tx.hash();
+        match pool.get(&hash) {
+            Some(admitted) if admitted.signature == tx.signature => {
+                same.insert(hash);
+            }
+            Some(_) => {
+                differs.insert(hash);
+            }
+            None => {}
+        }
+    }
+    same.retain(|h| !differs.contains(h));
+    same
+}
+
+/// Executes a block proposed by another validator on `ancestors`: every
+/// signature is verified (in one batch, by the ledger) except those of
+/// transactions this node admitted with that very signature. Counts both
+/// in the metrics.
+fn execute_proposal(
+    shared: &Shared,
+    ancestors: &[&ExecutedBlock],
+    block: Block,
+) -> sou_ledger::Result<ExecutedBlock> {
+    let admitted = admitted_with_same_signature(&lock(&shared.mempool), &block.transactions);
+    let ledger = &shared.ledger;
+    // What the ledger is told to verify, counted as it asks.
+    let verified = Cell::new(0u64);
+    let reused = Cell::new(0u64);
+    let skip = |h: &TxHash| {
+        let known = admitted.contains(h);
+        let counter = if known { &reused } else { &verified };
+        counter.set(counter.get() + 1);
+        known
+    };
+    let checks = Checks {
+        verified: &skip,
+        evidence: &|m| check_misbehaviour(ledger, m),
+    };
+    let result = ledger.execute_on(ancestors, block, &checks);
+    shared
+        .metrics
+        .block_signatures_verified
+        .inc_by(verified.get());
+    shared.metrics.block_signatures_reused.inc_by(reused.get());
+    result
 }
 
 /// The application side of consensus: builds and checks blocks.
@@ -294,25 +427,10 @@ impl ChainApp<'_> {
 
     /// Executes `block` on the uncommitted `chain` and keeps the result.
     fn execute(&mut self, chain: &[Digest], digest: Digest, block: Block) -> Verdict {
-        // Transactions this node admitted were verified then.
-        let verified: HashSet<TxHash> = {
-            let pool = lock(&self.shared.mempool);
-            block
-                .transactions
-                .iter()
-                .map(SignedTransaction::hash)
-                .filter(|h| pool.contains(h))
-                .collect()
-        };
         let start = Instant::now();
         let ancestors: Vec<&ExecutedBlock> =
             chain.iter().filter_map(|d| self.pending.get(d)).collect();
-        let ledger = &self.shared.ledger;
-        let checks = Checks {
-            verified: &|h| verified.contains(h),
-            evidence: &|m| check_misbehaviour(ledger, m),
-        };
-        let result = ledger.execute_on(&ancestors, block, &checks);
+        let result = execute_proposal(self.shared, &ancestors, block);
         match result {
             Ok(executed) => {
                 self.shared
@@ -976,21 +1094,15 @@ impl Driver {
                     data,
                     self.cfg.p2p.max_message_bytes,
                 ) else {
+                    self.shared
+                        .count_reject(sou_rpc::REASON_MALFORMED, Source::Gossip);
                     p2p.report(id, source, false);
                     return Ok(());
                 };
-                let results = {
-                    let mut pool = lock(&self.shared.mempool);
-                    let r = pool.admit(txs, &self.shared.ledger);
-                    self.shared
-                        .metrics
-                        .mempool_transactions
-                        .set(pool.len() as i64);
-                    self.shared.metrics.mempool_bytes.set(pool.bytes() as i64);
-                    r
-                };
+                let results = self.shared.admit(txs, Source::Gossip);
                 // A forged signature is the sender's fault; a used nonce may
-                // just be a race with a block.
+                // just be a race with a block, and a transaction over this
+                // node's own size limit may be within a peer's.
                 let forged = results.iter().any(|r| {
                     matches!(
                         r,
@@ -1383,15 +1495,13 @@ pub async fn start(home: &Path) -> Result<()> {
         info!(peer_id = %p2p.peer_id, listen = %cfg.p2p.listen, peers = cfg.p2p.peers.len(), "p2p started");
         (Some(p2p), Some(events))
     };
-    let shared = Arc::new(Shared {
+    let shared = Arc::new(Shared::new(
         ledger,
-        mempool: Mutex::new(Mempool::new((&cfg.mempool).into())),
-        events: broadcast::channel(4096).0,
-        info: Mutex::new(NodeInfo::default()),
+        Mempool::new((&cfg.mempool).into()),
         metrics,
         max_tx_bytes,
-        p2p: p2p.clone(),
-    });
+        p2p.clone(),
+    ));
     let (engine, epoch_end, proposer) = Driver::engine_for_tip(&shared, &cfg, &key, &records)?;
     lock(&shared.info).is_validator = engine.me().is_some();
     let logged_blocks = records
@@ -1465,4 +1575,225 @@ pub async fn start(home: &Path) -> Result<()> {
     };
     let _ = rpc_handle.stop();
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::RejectLabel;
+    use sou_genesis::{testnet, TestnetOptions};
+    use sou_types::{Amount, Memo, Payload, Payout, Transaction};
+
+    struct Fixture {
+        shared: Shared,
+        accounts: Vec<Keypair>,
+        proposer: Address,
+        _dir: tempfile::TempDir,
+    }
+
+    /// A one-validator dev chain at genesis, with an empty mempool.
+    fn fixture(max_tx_bytes: usize) -> Fixture {
+        let net = testnet(&TestnetOptions {
+            validators: 1,
+            accounts: 3,
+            ..TestnetOptions::default()
+        })
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::init(&dir.path().join("data"), &net.spec.genesis_state()).unwrap();
+        Fixture {
+            shared: Shared::new(
+                ledger,
+                Mempool::new(sou_ledger::MempoolConfig::default()),
+                Arc::new(Metrics::new()),
+                max_tx_bytes,
+                None,
+            ),
+            accounts: net.accounts,
+            proposer: net.validators[0].0.address(),
+            _dir: dir,
+        }
+    }
+
+    fn signed(f: &Fixture, from: usize, nonce: u64, payload: Payload) -> SignedTransaction {
+        let ledger = &f.shared.ledger;
+        Transaction {
+            chain_id: ledger.chain_id().clone(),
+            sender: f.accounts[from].address(),
+            nonce,
+            max_fee: ledger.params().tx_fee,
+            expiry_height: 100,
+            payload,
+        }
+        .sign(&f.accounts[from])
+    }
+
+    fn transfer(f: &Fixture, from: usize, nonce: u64) -> SignedTransaction {
+        let payload = Payload::Transfer {
+            asset: f.shared.ledger.params().fee_asset,
+            to: f.accounts[2].address(),
+            amount: Amount(1),
+            memo: Memo::empty(),
+        };
+        signed(f, from, nonce, payload)
+    }
+
+    /// The block the validator would propose with `txs` (every signature
+    /// checked by the ledger here).
+    fn block_of(f: &Fixture, txs: Vec<SignedTransaction>) -> Block {
+        let (executed, applied) = f
+            .shared
+            .ledger
+            .propose(txs, f.proposer, now_ms(), &|_| false)
+            .unwrap();
+        assert!(applied.invalid.is_empty(), "{:?}", applied.invalid);
+        executed.block
+    }
+
+    fn counts(f: &Fixture) -> (u64, u64) {
+        let m = &f.shared.metrics;
+        (
+            m.block_signatures_verified.get(),
+            m.block_signatures_reused.get(),
+        )
+    }
+
+    #[test]
+    fn an_admitted_transaction_in_a_block_is_not_verified_again() {
+        let f = fixture(16 * 1024);
+        let admitted = transfer(&f, 0, 0);
+        let unknown = transfer(&f, 1, 0);
+        let r = f.shared.admit(vec![admitted.clone()], Source::Rpc);
+        assert_eq!(r, vec![Ok(admitted.hash())]);
+        // A peer's block with the admitted transaction and one this node
+        // never saw: only the second signature is verified.
+        let block = block_of(&f, vec![admitted, unknown]);
+        execute_proposal(&f.shared, &[], block).unwrap();
+        assert_eq!(counts(&f), (1, 1), "(verified, reused)");
+    }
+
+    #[test]
+    fn a_block_carrying_an_admitted_hash_with_a_tampered_signature_is_refused() {
+        let f = fixture(16 * 1024);
+        let tx = transfer(&f, 0, 0);
+        assert_eq!(
+            f.shared.admit(vec![tx.clone()], Source::Rpc),
+            vec![Ok(tx.hash())]
+        );
+        let genuine = block_of(&f, vec![tx]);
+        let mut forged = genuine.clone();
+        forged.transactions[0].signature.0[5] ^= 1;
+        // Neither the transaction hash nor the block hash covers the
+        // signature: the forged body passes for the genuine block.
+        assert_eq!(
+            forged.transactions[0].hash(),
+            genuine.transactions[0].hash()
+        );
+        assert_eq!(forged.hash(), genuine.hash());
+        assert!(forged.transactions[0].verify_signature().is_err());
+        // Trusting the hash alone (the old shortcut) would accept it.
+        {
+            let pool = lock(&f.shared.mempool);
+            let ledger = &f.shared.ledger;
+            let by_hash = Checks {
+                verified: &|h| pool.contains(h),
+                evidence: &|_| false,
+            };
+            assert!(ledger.execute_on(&[], forged.clone(), &by_hash).is_ok());
+        }
+        let err = execute_proposal(&f.shared, &[], forged).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                sou_ledger::Error::InvalidTxInBlock {
+                    index: 0,
+                    reason: sou_ledger::InvalidTx::BadSignature,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(counts(&f), (1, 0), "(verified, reused)");
+        // The genuine body is still accepted without verifying it again.
+        execute_proposal(&f.shared, &[], genuine).unwrap();
+        assert_eq!(counts(&f), (1, 1), "(verified, reused)");
+    }
+
+    #[test]
+    fn a_hash_that_appears_with_another_signature_anywhere_is_verified() {
+        let f = fixture(16 * 1024);
+        let tx = transfer(&f, 0, 0);
+        f.shared.admit(vec![tx.clone()], Source::Rpc);
+        let mut forged = tx.clone();
+        forged.signature.0[0] ^= 0x80;
+        let pool = lock(&f.shared.mempool);
+        let hash = tx.hash();
+        assert!(admitted_with_same_signature(&pool, std::slice::from_ref(&tx)).contains(&hash));
+        assert!(admitted_with_same_signature(&pool, std::slice::from_ref(&forged)).is_empty());
+        assert!(admitted_with_same_signature(&pool, &[tx.clone(), forged.clone()]).is_empty());
+        assert!(admitted_with_same_signature(&pool, &[forged, tx]).is_empty());
+    }
+
+    fn rejected(f: &Fixture, reason: &'static str, source: &'static str) -> u64 {
+        f.shared
+            .metrics
+            .transactions_rejected
+            .get_or_create(&RejectLabel { reason, source })
+            .get()
+    }
+
+    #[test]
+    fn gossip_obeys_the_nodes_size_limit_and_rejects_are_counted_by_source() {
+        let f = fixture(300);
+        let small = transfer(&f, 0, 0);
+        let payouts = vec![
+            Payout {
+                to: f.accounts[2].address(),
+                amount: Amount(1),
+            };
+            8
+        ];
+        let big = signed(
+            &f,
+            1,
+            0,
+            Payload::BatchTransfer {
+                asset: f.shared.ledger.params().fee_asset,
+                payouts: sou_types::tx::Payouts::new(payouts).unwrap(),
+                memo: Memo::empty(),
+            },
+        );
+        let big_len = big.hash_and_len().1;
+        assert!(small.hash_and_len().1 <= 300 && big_len > 300, "{big_len}");
+        let mut admissions = f.shared.admissions();
+        let r = f
+            .shared
+            .admit(vec![big.clone(), small.clone()], Source::Gossip);
+        assert_eq!(
+            r,
+            vec![
+                Err(AdmitError::Invalid(sou_ledger::InvalidTx::TooLarge {
+                    len: big_len,
+                    max: 300
+                })),
+                Ok(small.hash())
+            ]
+        );
+        assert!(f.shared.pending(&big.hash()).is_none());
+        assert!(f.shared.pending(&small.hash()).is_some());
+        assert_eq!(rejected(&f, "too_large", "gossip"), 1);
+        assert_eq!(rejected(&f, "too_large", "rpc"), 0);
+        // The admission is announced to status subscribers.
+        assert!(admissions.has_changed().unwrap());
+        assert_eq!(*admissions.borrow_and_update(), 1);
+        // The same over RPC, and a duplicate from a peer.
+        assert!(f.shared.submit(vec![big]).pop().unwrap().is_err());
+        assert_eq!(rejected(&f, "too_large", "rpc"), 1);
+        assert!(f.shared.admit(vec![small], Source::Gossip)[0].is_err());
+        assert_eq!(rejected(&f, "duplicate", "gossip"), 1);
+        assert!(!admissions.has_changed().unwrap(), "nothing new admitted");
+        // Undecodable input reported by the RPC server.
+        f.shared.rejected(sou_rpc::REASON_MALFORMED);
+        assert_eq!(rejected(&f, "malformed", "rpc"), 1);
+    }
 }

@@ -2,6 +2,8 @@
 //! accounts, an anvil-style banner, `DIR/testnet.json` for scripts, and a
 //! clean stop on Ctrl-C.
 
+use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -193,41 +195,17 @@ pub async fn run(args: TestnetArgs) -> Result<()> {
         .take_while(|h| h.join(CONFIG_FILE).exists())
         .collect();
     homes.sort();
+    // Whatever fails once a node runs (another node's start, the banner,
+    // testnet.json) stops the nodes started so far: none is left behind.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut nodes = Vec::new();
-    for (i, home) in homes.iter().enumerate() {
-        let cfg = NodeConfig::load(home)?;
-        let child = spawn(home)?;
-        nodes.push(NodeProc {
-            name: format!("node{i}"),
-            home: home.clone(),
-            rpc: format!("http://{}", cfg.rpc.listen),
-            metrics: format!("http://{}/metrics", cfg.metrics.listen),
-            child,
-        });
+    if let Err(e) = start_nodes(&args, &homes, &mut nodes, resumed).await {
+        stop(&mut nodes);
+        return Err(e);
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    for i in 0..nodes.len() {
-        if !wait_ready(&nodes[i].rpc, deadline).await {
-            let (name, rpc, home) = (
-                nodes[i].name.clone(),
-                nodes[i].rpc.clone(),
-                nodes[i].home.clone(),
-            );
-            stop(&mut nodes);
-            let log = std::fs::read_to_string(home.join("node.log")).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(15).collect();
-            bail!(
-                "{name} did not answer on {rpc} within 60 s; its log ends:\n{}",
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            );
-        }
-    }
-    let spec = ChainSpec::read(&homes[0].join("genesis.json"))?;
-    banner_and_file(&args, &spec, &nodes, resumed)?;
 
     // Until Ctrl-C or SIGTERM. A node that dies is reported, and the others
     // go on: stopping a validator is how people test fault tolerance.
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut reported = std::collections::HashSet::new();
     let outcome = loop {
         tokio::select! {
@@ -252,6 +230,42 @@ pub async fn run(args: TestnetArgs) -> Result<()> {
     outcome
 }
 
+/// Starts a node in each home (pushed to `nodes` as it starts), waits until
+/// each answers, then prints the banner and writes `testnet.json`.
+async fn start_nodes(
+    args: &TestnetArgs,
+    homes: &[PathBuf],
+    nodes: &mut Vec<NodeProc>,
+    resumed: bool,
+) -> Result<()> {
+    for (i, home) in homes.iter().enumerate() {
+        let cfg = NodeConfig::load(home)?;
+        let child = spawn(home)?;
+        nodes.push(NodeProc {
+            name: format!("node{i}"),
+            home: home.clone(),
+            rpc: format!("http://{}", cfg.rpc.listen),
+            metrics: format!("http://{}/metrics", cfg.metrics.listen),
+            child,
+        });
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for n in nodes.iter() {
+        if !wait_ready(&n.rpc, deadline).await {
+            let log = std::fs::read_to_string(n.home.join("node.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            bail!(
+                "{} did not answer on {} within 60 s; its log ends:\n{}",
+                n.name,
+                n.rpc,
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+    }
+    let spec = ChainSpec::read(&homes[0].join("genesis.json"))?;
+    banner_and_file(args, &spec, nodes, resumed)
+}
+
 fn banner_and_file(
     args: &TestnetArgs,
     spec: &ChainSpec,
@@ -270,57 +284,70 @@ fn banner_and_file(
             .find(|b| b.address == *addr && b.asset == *asset)
             .map_or(Amount::ZERO, |b| b.amount)
     };
-    println!();
-    println!(
+    let mut b = String::new();
+    writeln!(b)?;
+    writeln!(
+        b,
         "  Sou local testnet {}",
         if resumed { "(resumed)" } else { "" }
-    );
-    println!("  =================");
-    println!("  chain id    {}", spec.chain_id);
-    println!("  directory   {}", args.dir.display());
-    println!();
-    println!("  Nodes");
+    )?;
+    writeln!(b, "  =================")?;
+    writeln!(b, "  chain id    {}", spec.chain_id)?;
+    writeln!(b, "  directory   {}", args.dir.display())?;
+    writeln!(b)?;
+    writeln!(b, "  Nodes")?;
     for n in nodes {
-        println!(
+        writeln!(
+            b,
             "    {}  rpc {}  metrics {}  pid {}",
             n.name,
             n.rpc,
             n.metrics,
             n.child.id()
-        );
+        )?;
     }
-    println!();
-    println!(
+    writeln!(b)?;
+    writeln!(
+        b,
         "  Dev accounts (keys derived from seed {}: for testing only)",
         args.seed
-    );
+    )?;
     for (i, (k, path)) in accounts.iter().enumerate() {
-        println!(
+        writeln!(
+            b,
             "    ({i}) {}  {} {STABLECOIN}, {} SOU",
             k.address(),
             balance(&k.address(), &usdt).to_decimal(STABLECOIN_DECIMALS),
             balance(&k.address(), &sou_types::asset::NATIVE).to_decimal(9)
-        );
-        println!(
+        )?;
+        writeln!(
+            b,
             "        secret 0x{}  key {}",
             hex::encode(k.secret_bytes()),
             path.display()
-        );
+        )?;
     }
     if let (Some((_, from)), Some((to, _)), Some(n)) =
         (accounts.first(), accounts.get(1), nodes.first())
     {
-        println!();
-        println!("  Try a transfer:");
-        println!(
+        writeln!(b)?;
+        writeln!(b, "  Try a transfer:")?;
+        writeln!(
+            b,
             "    sou wallet --rpc {} transfer --key {} --to {} --amount 1.25",
             n.rpc,
             from.display(),
             to.address()
-        );
+        )?;
     }
-    println!();
-    println!("  Ctrl-C stops every node.");
+    writeln!(b)?;
+    writeln!(b, "  Ctrl-C stops every node.")?;
+    // A closed or full stdout is an error (println! would panic).
+    let mut out = std::io::stdout().lock();
+    out.write_all(b.as_bytes())
+        .and_then(|()| out.flush())
+        .context("writing the banner to standard output")?;
+    drop(out);
     let file = json!({
         "chainId": spec.chain_id,
         "nodes": nodes.iter().map(|n| json!({

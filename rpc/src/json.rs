@@ -151,7 +151,7 @@ pub fn balances(acc: &Account, decimals: impl Fn(&sou_types::Symbol) -> u8) -> V
         .iter()
         .map(|(s, a)| {
             let d = decimals(s);
-            json!({"asset": s, "amount": a, "decimals": d, "display": a.to_decimal(d)})
+            json!({"asset": s, "symbol": s, "amount": a, "decimals": d, "display": a.to_decimal(d)})
         })
         .collect()
 }

@@ -12,7 +12,23 @@
 //! -32601 method not found, -32602 invalid params, -32603 internal) and the
 //! EIP-1474 range: -32001 resource not found, -32002 resource unavailable
 //! (for example not finalized in time), -32003 transaction rejected (the
-//! message says why), -32005 limit exceeded.
+//! message says why, `data.reason` is a short label such as
+//! `bad_signature` or `too_large`).
+//!
+//! Limits, and the codes that are really returned when one is exceeded
+//! (the server-level ones are jsonrpsee's):
+//!
+//! | limit (`[rpc]` in `config.toml`) | code | where |
+//! |---|---|---|
+//! | `max_request_body_bytes` | -32007 "Request is too big" (over HTTP, with status 413) | the whole request, single or batch |
+//! | `max_response_body_bytes` | -32008 (one call), -32011 (a batch) | the answer |
+//! | `max_batch_len` (JSON-RPC batch) | -32010 "The batch request was too large", HTTP 200, id null | a JSON array of calls |
+//! | `max_subscriptions_per_connection` | -32006 "Too many subscriptions" | one WebSocket connection |
+//! | `max_connections` | HTTP 429 "Too many connections" | the server |
+//! | `max_batch_len` (`tx_sendBatch` list), `max_page_len` (`tx_getStatuses`, `tx_subscribeStatus` hashes) | -32005 limit exceeded | a list parameter of one call |
+//!
+//! `max_page_len` also caps the length of `chain_getBlocks` and
+//! `account_getTransactions` pages (a longer `limit` returns a full page).
 
 mod json;
 mod methods;
@@ -24,7 +40,7 @@ use std::sync::Arc;
 use jsonrpsee::server::{BatchRequestConfig, Server, ServerConfig, ServerHandle};
 use sou_ledger::{AdmitError, Ledger};
 use sou_types::{BlockHash, SignedTransaction, TxHash};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 use tower_http::cors::{Any, CorsLayer};
 
 pub use methods::module;
@@ -50,12 +66,33 @@ pub trait Backend: Send + Sync + 'static {
     fn ledger(&self) -> &Ledger;
     /// Admits transactions to the mempool (signatures verified in one batch).
     fn submit(&self, txs: Vec<SignedTransaction>) -> Vec<Result<TxHash, AdmitError>>;
+    /// A transaction refused before it reached [`Backend::submit`] (not hex,
+    /// undecodable, over the wire size limit), for the node's reject count;
+    /// `reason` is the label of [`reject_reason`]'s vocabulary.
+    fn rejected(&self, reason: &'static str);
     /// A transaction waiting in the mempool.
     fn pending(&self, hash: &TxHash) -> Option<SignedTransaction>;
     fn info(&self) -> NodeInfo;
     /// New finalized blocks, in order.
     fn subscribe(&self) -> broadcast::Receiver<FinalizedEvent>;
+    /// A count of transactions admitted to the mempool, from RPC or gossip:
+    /// it changes whenever some transaction became pending.
+    fn admissions(&self) -> watch::Receiver<u64>;
 }
+
+/// The short label of why a transaction was refused, for `data.reason` of
+/// a -32003 error and the node's `sou_transactions_rejected_total`.
+pub fn reject_reason(e: &AdmitError) -> &'static str {
+    match e {
+        AdmitError::Invalid(sou_ledger::InvalidTx::TooLarge { .. }) => REASON_TOO_LARGE,
+        other => other.label(),
+    }
+}
+
+/// [`reject_reason`] of a transaction over a size limit.
+pub const REASON_TOO_LARGE: &str = "too_large";
+/// [`reject_reason`] of bytes that are not a transaction.
+pub const REASON_MALFORMED: &str = "malformed";
 
 /// Limits and address of the server: the `[rpc]` section of the node's
 /// `config.toml`, every field with a default.
@@ -63,17 +100,21 @@ pub trait Backend: Send + Sync + 'static {
 #[serde(default, deny_unknown_fields)]
 pub struct RpcConfig {
     pub listen: SocketAddr,
-    /// Largest request body, in bytes.
+    /// Largest request body, in bytes (over it: HTTP 413, -32007).
     pub max_request_body_bytes: u32,
-    /// Largest response body, in bytes.
+    /// Largest response body, in bytes (over it: -32008, or -32011 for a batch).
     pub max_response_body_bytes: u32,
+    /// Most open connections (over it: HTTP 429).
     pub max_connections: u32,
-    /// Most calls in one batch request.
+    /// Most calls in one JSON-RPC batch (over it: -32010), and most
+    /// transactions in one `tx_sendBatch` (over it: -32005).
     pub max_batch_len: u32,
+    /// Most subscriptions on one WebSocket connection (over it: -32006).
     pub max_subscriptions_per_connection: u32,
     /// Longest wait `tx_sendAndWait` accepts, in milliseconds.
     pub max_wait_ms: u64,
-    /// Most items one list call returns.
+    /// Most items one list call returns, and most hashes `tx_getStatuses`
+    /// and `tx_subscribeStatus` take (over it: -32005).
     pub max_page_len: u32,
 }
 

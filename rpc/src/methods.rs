@@ -11,7 +11,9 @@ use sou_ledger::{AdmitError, HistoryCursor, Ledger, TxStatus};
 use sou_types::{Address, Hash, SignedTransaction, Symbol, TxHash};
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::{json as view, openrpc, Backend, RpcConfig};
+use crate::{
+    json as view, openrpc, reject_reason, Backend, RpcConfig, REASON_MALFORMED, REASON_TOO_LARGE,
+};
 
 type RpcResult<T> = Result<T, ErrorObjectOwned>;
 
@@ -42,7 +44,7 @@ fn rejected(e: &AdmitError) -> ErrorObjectOwned {
     ErrorObject::owned(
         -32003,
         format!("transaction rejected: {e}"),
-        Some(json!({ "reason": e.label() })),
+        Some(json!({ "reason": reject_reason(e) })),
     )
 }
 
@@ -54,18 +56,36 @@ where
         .map_err(|e| invalid_params(format!("invalid {what}: {e}")))
 }
 
-fn decode_raw(raw: &str) -> RpcResult<SignedTransaction> {
+/// Decodes a raw transaction; a refusal is counted by the node.
+fn decode_raw(ctx: &Ctx, raw: &str) -> RpcResult<SignedTransaction> {
     let digits = raw.strip_prefix("0x").unwrap_or(raw);
-    let bytes = hex::decode(digits)
-        .map_err(|e| invalid_params(format!("raw transaction is not hex: {e}")))?;
+    let bytes = hex::decode(digits).map_err(|e| {
+        ctx.backend.rejected(REASON_MALFORMED);
+        invalid_params(format!("raw transaction is not hex: {e}"))
+    })?;
     SignedTransaction::decode(&bytes).map_err(|e| match e {
-        sou_types::Error::TooLarge { len, max } => ErrorObject::owned(
-            -32003,
-            format!("transaction rejected: {len} bytes, over the limit of {max} bytes"),
-            Some(json!({ "reason": "too_large" })),
-        ),
-        other => invalid_params(format!("malformed transaction: {other}")),
+        sou_types::Error::TooLarge { len, max } => {
+            ctx.backend.rejected(REASON_TOO_LARGE);
+            ErrorObject::owned(
+                -32003,
+                format!("transaction rejected: {len} bytes, over the limit of {max} bytes"),
+                Some(json!({ "reason": REASON_TOO_LARGE })),
+            )
+        }
+        other => {
+            ctx.backend.rejected(REASON_MALFORMED);
+            invalid_params(format!("malformed transaction: {other}"))
+        }
     })
+}
+
+/// The error of a list parameter longer than its limit.
+fn too_many(what: &str, len: usize, max: u32) -> ErrorObjectOwned {
+    ErrorObject::owned(
+        -32005,
+        format!("{len} {what}, over the limit of {max}"),
+        Some(json!({ "limit": max })),
+    )
 }
 
 fn status_of(ctx: &Ctx, hash: &TxHash) -> RpcResult<Value> {
@@ -192,8 +212,12 @@ fn register(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::RegisterMetho
 
     m.register_method("chain_getParams", |_, ctx, _| -> RpcResult<Value> {
         let ledger = ctx.ledger();
-        let mut v = camel_case_keys(serde_json::to_value(ledger.params()).map_err(internal)?);
+        let params = ledger.params();
+        let mut v = camel_case_keys(serde_json::to_value(params).map_err(internal)?);
         v["chainId"] = json!(ledger.chain_id());
+        // The names wallets read, whatever the chain spec's field names.
+        v["txFee"] = json!(params.tx_fee);
+        v["minValidatorStake"] = json!(params.min_validator_stake);
         Ok(v)
     })?;
 
@@ -302,6 +326,7 @@ fn register(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::RegisterMetho
             Ok(json!({
                 "address": address,
                 "asset": asset,
+                "symbol": info.symbol,
                 "amount": amount,
                 "decimals": info.decimals,
                 "display": amount.to_decimal(info.decimals),
@@ -369,7 +394,7 @@ fn register(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::RegisterMetho
 
     m.register_method("tx_send", |params: Params, ctx, _| -> RpcResult<Value> {
         let raw: String = params.one()?;
-        let tx = decode_raw(&raw)?;
+        let tx = decode_raw(ctx, &raw)?;
         match ctx.backend.submit(vec![tx]).pop() {
             Some(Ok(hash)) => Ok(json!(hash)),
             Some(Err(e)) => Err(rejected(&e)),
@@ -382,20 +407,13 @@ fn register(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::RegisterMetho
         |params: Params, ctx, _| -> RpcResult<Value> {
             let raws: Vec<String> = params.one()?;
             if raws.len() > ctx.cfg.max_batch_len as usize {
-                return Err(err(
-                    -32005,
-                    format!(
-                        "{} transactions, over the limit of {}",
-                        raws.len(),
-                        ctx.cfg.max_batch_len
-                    ),
-                ));
+                return Err(too_many("transactions", raws.len(), ctx.cfg.max_batch_len));
             }
             let mut out = vec![Value::Null; raws.len()];
             let mut txs = Vec::new();
             let mut slots = Vec::new();
             for (i, raw) in raws.iter().enumerate() {
-                match decode_raw(raw) {
+                match decode_raw(ctx, raw) {
                     Ok(tx) => {
                         txs.push(tx);
                         slots.push(i);
@@ -423,7 +441,7 @@ fn register(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::RegisterMetho
             let raw: String = seq.next()?;
             let timeout_ms: Option<u64> = seq.optional_next()?;
             let timeout_ms = timeout_ms.unwrap_or(30_000).min(ctx.cfg.max_wait_ms);
-            let tx = decode_raw(&raw)?;
+            let tx = decode_raw(&ctx, &raw)?;
             let hash = tx.hash();
             let mut events = ctx.backend.subscribe();
             // Idempotent for wallets that retry: a transaction already final
@@ -492,14 +510,7 @@ fn register(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::RegisterMetho
         |params: Params, ctx, _| -> RpcResult<Value> {
             let hashes: Vec<String> = params.one()?;
             if hashes.len() > ctx.cfg.max_page_len as usize {
-                return Err(err(
-                    -32005,
-                    format!(
-                        "{} hashes, over the limit of {}",
-                        hashes.len(),
-                        ctx.cfg.max_page_len
-                    ),
-                ));
+                return Err(too_many("hashes", hashes.len(), ctx.cfg.max_page_len));
             }
             let mut out = Vec::with_capacity(hashes.len());
             for h in hashes {
@@ -556,8 +567,14 @@ fn register(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::RegisterMetho
                     return Ok(());
                 }
             };
-            let mut hashes = Vec::new();
-            for h in raw.iter().take(ctx.cfg.max_page_len as usize) {
+            if raw.len() > ctx.cfg.max_page_len as usize {
+                pending
+                    .reject(too_many("hashes", raw.len(), ctx.cfg.max_page_len))
+                    .await;
+                return Ok(());
+            }
+            let mut hashes = Vec::with_capacity(raw.len());
+            for h in &raw {
                 match h.parse::<Hash>() {
                     Ok(hash) => hashes.push(hash),
                     Err(e) => {
@@ -569,11 +586,21 @@ fn register(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::RegisterMetho
                 }
             }
             let mut events = ctx.backend.subscribe();
+            let mut admissions = ctx.backend.admissions();
+            let mut admissions_open = true;
             let sink = pending.accept().await?;
             let mut last: Vec<Option<String>> = vec![None; hashes.len()];
+            // A finalized block can change any status; an admission only
+            // makes an unknown transaction pending.
+            let mut only_unknown = false;
             loop {
                 let mut open = false;
                 for (i, h) in hashes.iter().enumerate() {
+                    let known = last[i].as_deref().is_some_and(|l| l != "unknown");
+                    if only_unknown && known {
+                        open |= last[i].as_deref() == Some("pending");
+                        continue;
+                    }
                     let status = status_of(&ctx, h).map_err(|e| e.message().to_string())?;
                     let label = status["status"].as_str().unwrap_or("").to_string();
                     if last[i].as_deref() != Some(label.as_str()) {
@@ -590,10 +617,255 @@ fn register(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::RegisterMetho
                 }
                 tokio::select! {
                     _ = sink.closed() => return Ok(()),
-                    ev = events.recv() => if let Err(RecvError::Closed) = ev { return Ok(()) },
+                    ev = events.recv() => {
+                        if let Err(RecvError::Closed) = ev {
+                            return Ok(());
+                        }
+                        only_unknown = false;
+                    }
+                    changed = admissions.changed(), if admissions_open => {
+                        admissions_open = changed.is_ok();
+                        only_unknown = true;
+                    }
                 }
             }
         },
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use tokio::sync::{broadcast, watch};
+
+    use super::*;
+    use crate::{FinalizedEvent, NodeInfo};
+
+    /// A backend for listing methods: registering never calls it.
+    struct Unused;
+
+    impl Backend for Unused {
+        fn ledger(&self) -> &Ledger {
+            unreachable!("registering methods reads no ledger")
+        }
+        fn submit(&self, _: Vec<SignedTransaction>) -> Vec<Result<TxHash, AdmitError>> {
+            Vec::new()
+        }
+        fn rejected(&self, _: &'static str) {}
+        fn pending(&self, _: &TxHash) -> Option<SignedTransaction> {
+            None
+        }
+        fn info(&self) -> NodeInfo {
+            NodeInfo::default()
+        }
+        fn subscribe(&self) -> broadcast::Receiver<FinalizedEvent> {
+            broadcast::channel(1).1
+        }
+        fn admissions(&self) -> watch::Receiver<u64> {
+            watch::channel(0).1
+        }
+    }
+
+    #[test]
+    fn discover_lists_exactly_the_registered_methods() {
+        let m = module(Arc::new(Unused), RpcConfig::default());
+        let registered: BTreeSet<&str> = m.method_names().collect();
+        let documented: BTreeSet<&str> = openrpc::method_names().into_iter().collect();
+        assert_eq!(
+            openrpc::method_names().len(),
+            documented.len(),
+            "a method is documented twice"
+        );
+        let undocumented: Vec<_> = registered.difference(&documented).collect();
+        let unregistered: Vec<_> = documented.difference(&registered).collect();
+        assert!(
+            undocumented.is_empty() && unregistered.is_empty(),
+            "registered but not in rpc.discover: {undocumented:?}; in rpc.discover but not registered: {unregistered:?}"
+        );
+        // The subscriptions' unsubscribe methods are among them.
+        for name in [
+            "chain_unsubscribeFinalized",
+            "tx_unsubscribeStatus",
+            "tx_sendBatch",
+        ] {
+            assert!(documented.contains(name), "{name}");
+        }
+    }
+
+    const TYPES: [&str; 7] = [
+        "null", "boolean", "object", "array", "number", "string", "integer",
+    ];
+    const KEYWORDS: [&str; 12] = [
+        "type",
+        "properties",
+        "required",
+        "items",
+        "oneOf",
+        "enum",
+        "pattern",
+        "minimum",
+        "description",
+        "$ref",
+        "additionalProperties",
+        "const",
+    ];
+
+    /// Checks that `s` is a JSON Schema made of the keywords the document
+    /// uses, with valid types and `$ref`s that resolve; returns the errors.
+    fn check_schema(s: &Value, at: &str, schemas: &Value, errors: &mut Vec<String>) {
+        let Some(obj) = s.as_object() else {
+            errors.push(format!("{at}: a schema must be an object, not {s}"));
+            return;
+        };
+        for (k, v) in obj {
+            let at = format!("{at}.{k}");
+            match k.as_str() {
+                "type" => {
+                    if !v.as_str().is_some_and(|t| TYPES.contains(&t)) {
+                        errors.push(format!("{at}: {v} is not a JSON Schema type"));
+                    }
+                }
+                "properties" => match v.as_object() {
+                    Some(props) => {
+                        for (name, p) in props {
+                            check_schema(p, &format!("{at}.{name}"), schemas, errors);
+                        }
+                    }
+                    None => errors.push(format!("{at}: not an object")),
+                },
+                "required" => {
+                    let props = obj.get("properties").and_then(Value::as_object);
+                    for name in v.as_array().into_iter().flatten() {
+                        let known = name
+                            .as_str()
+                            .is_some_and(|n| props.is_some_and(|p| p.contains_key(n)));
+                        if !known {
+                            errors.push(format!("{at}: {name} is not a property"));
+                        }
+                    }
+                }
+                "items" | "additionalProperties" => check_schema(v, &at, schemas, errors),
+                "oneOf" => match v.as_array() {
+                    Some(alts) if alts.len() >= 2 => {
+                        for (i, alt) in alts.iter().enumerate() {
+                            check_schema(alt, &format!("{at}[{i}]"), schemas, errors);
+                        }
+                    }
+                    _ => errors.push(format!("{at}: needs two or more schemas")),
+                },
+                "enum" => {
+                    if v.as_array().is_none_or(|a| a.is_empty()) {
+                        errors.push(format!("{at}: not a non-empty array"));
+                    }
+                }
+                "$ref" => {
+                    let target = v
+                        .as_str()
+                        .and_then(|r| r.strip_prefix("#/components/schemas/"));
+                    if target.is_none_or(|t| schemas.get(t).is_none()) {
+                        errors.push(format!("{at}: {v} does not resolve"));
+                    }
+                }
+                "pattern" | "description" => {
+                    if !v.is_string() {
+                        errors.push(format!("{at}: not a string"));
+                    }
+                }
+                "minimum" => {
+                    if !v.is_number() {
+                        errors.push(format!("{at}: not a number"));
+                    }
+                }
+                other if KEYWORDS.contains(&other) => {}
+                other => errors.push(format!("{at}: unknown keyword {other:?}")),
+            }
+        }
+    }
+
+    #[test]
+    fn discover_is_an_openrpc_document_with_valid_schemas() {
+        let doc = openrpc::document();
+        assert_eq!(doc["openrpc"], "1.2.6");
+        let schemas = &doc["components"]["schemas"];
+        let mut errors = Vec::new();
+        for (name, s) in schemas.as_object().expect("components.schemas") {
+            check_schema(
+                s,
+                &format!("components.schemas.{name}"),
+                schemas,
+                &mut errors,
+            );
+        }
+        for m in doc["methods"].as_array().expect("methods") {
+            let name = m["name"].as_str().expect("a name");
+            assert_eq!(m["paramStructure"], "by-position", "{name}");
+            assert!(
+                m["summary"].as_str().is_some_and(|s| !s.is_empty()),
+                "{name}"
+            );
+            let mut optional_seen = false;
+            for p in m["params"].as_array().expect("params") {
+                let pname = p["name"].as_str().expect("a param name");
+                let required = p["required"].as_bool().expect("required");
+                // Positional: a required parameter never follows an optional one.
+                assert!(!(required && optional_seen), "{name}.{pname}");
+                optional_seen |= !required;
+                check_schema(
+                    &p["schema"],
+                    &format!("{name}.{pname}"),
+                    schemas,
+                    &mut errors,
+                );
+            }
+            assert_eq!(m["result"]["name"], "result", "{name}");
+            check_schema(
+                &m["result"]["schema"],
+                &format!("{name}.result"),
+                schemas,
+                &mut errors,
+            );
+            if let Some(n) = m.get("x-notification") {
+                check_schema(
+                    &n["result"]["schema"],
+                    &format!("{name}.notification"),
+                    schemas,
+                    &mut errors,
+                );
+            }
+        }
+        assert!(errors.is_empty(), "{}", errors.join("\n"));
+        // The old pseudo-types are gone.
+        let text = doc.to_string();
+        assert!(!text.contains("integer|string") && !text.contains("\"[string]\""));
+    }
+
+    #[test]
+    fn the_schema_check_catches_bad_schemas() {
+        let schemas = json!({"Hash": {"type": "string"}});
+        for (bad, why) in [
+            (json!({"type": "integer|string"}), "pseudo-type"),
+            (json!({"type": "[string]"}), "pseudo-type"),
+            (json!({"$ref": "#/components/schemas/Nope"}), "dangling ref"),
+            (json!({"oneOf": [{"type": "integer"}]}), "one alternative"),
+            (
+                json!({"type": "object", "properties": {}, "required": ["x"]}),
+                "unknown required",
+            ),
+            (json!({"typo": 1}), "unknown keyword"),
+        ] {
+            let mut errors = Vec::new();
+            check_schema(&bad, "t", &schemas, &mut errors);
+            assert!(!errors.is_empty(), "{why}: {bad} passed");
+        }
+        let mut errors = Vec::new();
+        check_schema(
+            &json!({"oneOf": [{"$ref": "#/components/schemas/Hash"}, {"type": "null"}]}),
+            "t",
+            &schemas,
+            &mut errors,
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+    }
 }

@@ -48,10 +48,18 @@ fn build_sou() -> PathBuf {
 
 /// Runs `sou` with `args` and returns what it did.
 pub fn sou(args: &[&str]) -> Output {
-    Command::new(sou_bin())
-        .args(args)
-        .output()
-        .expect("running sou")
+    sou_env(args, &[])
+}
+
+/// Runs `sou` with `args` and the environment variables `env` set (and
+/// `SOU_RPC` unset unless `env` sets it).
+pub fn sou_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(sou_bin());
+    cmd.args(args).env_remove("SOU_RPC");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("running sou")
 }
 
 /// Runs `sou`, asserts success and returns its standard output.
@@ -261,19 +269,13 @@ impl TestNode {
         method: &str,
         params: serde_json::Value,
     ) -> Result<serde_json::Value, (i64, String)> {
-        let mut body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method});
-        body["params"] = params;
-        let (status, text) =
-            http_post(&self.rpc, body.to_string().as_bytes()).map_err(|e| (0, e))?;
-        let v: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| (i64::from(status), format!("bad response {text:?}: {e}")))?;
-        if let Some(err) = v.get("error") {
-            return Err((
-                err["code"].as_i64().unwrap_or(0),
-                err["message"].as_str().unwrap_or("").to_string(),
-            ));
-        }
-        Ok(v["result"].clone())
+        rpc_call(&self.rpc, method, params)
+    }
+
+    /// The value of a metric series (a name with its labels, as served),
+    /// or 0 if the node does not serve it.
+    pub fn metric(&self, series: &str) -> f64 {
+        metric(&self.metrics_text(), series)
     }
 
     /// A call that must succeed.
@@ -303,39 +305,120 @@ impl Drop for TestNode {
     }
 }
 
-/// A blocking HTTP/1.1 POST of a JSON body; returns the status and body.
-pub fn http_post(addr: &str, body: &[u8]) -> Result<(u16, String), String> {
+/// The value of `series` (a metric name with its labels, exactly as
+/// served) in Prometheus text, or 0 if it is absent.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            let rest = l.strip_prefix(series)?;
+            // The whole series name: `x 1` but not `x_total 1` for `x`.
+            rest.starts_with(' ')
+                .then(|| rest.trim().parse::<f64>().ok())?
+        })
+        .unwrap_or(0.0)
+}
+
+/// A JSON-RPC call over HTTP to `addr` (`host:port`): the result, or
+/// (code, message); code 0 when there was no JSON-RPC answer at all.
+pub fn rpc_call(
+    addr: &str,
+    method: &str,
+    params: serde_json::Value,
+) -> Result<serde_json::Value, (i64, String)> {
+    let mut body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method});
+    body["params"] = params;
+    let (status, text) = http_post(addr, body.to_string().as_bytes()).map_err(|e| (0, e))?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| (i64::from(status), format!("bad response {text:?}: {e}")))?;
+    if let Some(err) = v.get("error") {
+        return Err((
+            err["code"].as_i64().unwrap_or(0),
+            err["message"].as_str().unwrap_or("").to_string(),
+        ));
+    }
+    Ok(v["result"].clone())
+}
+
+/// An HTTP response: status, header lines (names lower-cased), body.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpResponse {
+    /// The value of the header `name` (case-insensitive), if present.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A blocking HTTP/1.1 request for `path` on `addr`, with extra `headers`
+/// (a POST gets a JSON content type and the body's length).
+pub fn http_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<HttpResponse, String> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(std::time::Duration::from_secs(60)))
         .map_err(|e| e.to_string())?;
-    let head = format!(
-        "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if method == "POST" {
+        head.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
     s.write_all(head.as_bytes()).map_err(|e| e.to_string())?;
     // A server may answer (413) before reading a huge body: ignore write errors.
     let _ = s.write_all(body);
     let mut raw = Vec::new();
     let _ = s.read_to_end(&mut raw);
     let text = String::from_utf8_lossy(&raw).into_owned();
-    let (headers, payload) = text
+    let (head, payload) = text
         .split_once("\r\n\r\n")
         .ok_or_else(|| format!("no HTTP response: {text:?}"))?;
-    let status: u16 = headers
-        .split_whitespace()
-        .nth(1)
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("bad status line: {headers:?}"))?;
+        .ok_or_else(|| format!("bad status line: {head:?}"))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
     let chunked = headers
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked");
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
     let body = if chunked {
         dechunk(payload)
     } else {
         payload.to_string()
     };
-    Ok((status, body))
+    Ok(HttpResponse {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// A blocking HTTP/1.1 POST of a JSON body; returns the status and body.
+pub fn http_post(addr: &str, body: &[u8]) -> Result<(u16, String), String> {
+    http_request(addr, "POST", "/", &[], body).map(|r| (r.status, r.body))
 }
 
 fn dechunk(mut s: &str) -> String {

@@ -3,5 +3,8 @@
 //! links once.
 
 mod cli;
+mod helpers;
 mod network;
 mod node;
+mod rpc;
+mod wallet;

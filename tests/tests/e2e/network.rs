@@ -498,13 +498,16 @@ fn a_validator_that_stays_down_is_jailed_for_downtime() {
 fn a_node_whose_mempool_refuses_gossip_fills_blocks_from_its_peers() {
     let _serial = serial();
     // Node 3 keeps nothing in its mempool (it refuses every transaction as
-    // full): the transactions of the compact blocks it is sent must come
-    // from its peers.
+    // full), and node 2 takes no transaction over 100 bytes (a transfer is
+    // about 200), from clients or peers alike: the transactions of the
+    // compact blocks they are sent must come from their peers.
     let mut net = TestNet::new(4, quick);
-    let home = net.dir.join("node3/config.toml");
-    let mut cfg: toml::Table = std::fs::read_to_string(&home).unwrap().parse().unwrap();
-    cfg["mempool"]["max_txs"] = 0.into();
-    std::fs::write(&home, toml::to_string(&cfg).unwrap()).unwrap();
+    for (node, key, value) in [(3, "max_txs", 0), (2, "max_tx_bytes", 100)] {
+        let home = net.dir.join(format!("node{node}/config.toml"));
+        let mut cfg: toml::Table = std::fs::read_to_string(&home).unwrap().parse().unwrap();
+        cfg["mempool"][key] = value.into();
+        std::fs::write(&home, toml::to_string(&cfg).unwrap()).unwrap();
+    }
     net.start_all();
     net.wait_all(2, 60);
     let rpc = format!("http://{}", net.nodes[0].rpc);
@@ -534,8 +537,36 @@ fn a_node_whose_mempool_refuses_gossip_fills_blocks_from_its_peers() {
     }
     net.wait_all(last + 2, 60);
     assert_all_agree(&net);
-    let m = net.nodes[3].metrics_text();
-    let fetched = metric(&m, "sou_p2p_fetched_transactions_total")
-        + metric(&m, "sou_p2p_fetched_blocks_total");
-    assert!(fetched > 0, "node 3 fetched nothing:\n{m}");
+    for (node, reason) in [(3, "mempool_full"), (2, "too_large")] {
+        let m = net.nodes[node].metrics_text();
+        let fetched = metric(&m, "sou_p2p_fetched_transactions_total")
+            + metric(&m, "sou_p2p_fetched_blocks_total");
+        assert!(fetched > 0, "node {node} fetched nothing:\n{m}");
+        // The gossiped transactions it refused are counted, by reason.
+        let series =
+            format!("sou_transactions_rejected_total{{reason=\"{reason}\",source=\"gossip\"}}");
+        assert!(metric(&m, &series) >= 1, "node {node}: no {series}:\n{m}");
+        assert_eq!(metric(&m, "sou_mempool_transactions"), 0, "node {node}");
+    }
+    // Node 2 enforces the same limit on its clients.
+    let out = sou_tests::sou(&[
+        "wallet",
+        "--rpc",
+        &format!("http://{}", net.nodes[2].rpc),
+        "transfer",
+        "--key",
+        net.dir.join("accounts/account-0.json").to_str().unwrap(),
+        "--to",
+        &KeyFile::read(&net.dir.join("accounts/account-1.json"))
+            .unwrap()
+            .address()
+            .to_string(),
+        "--amount",
+        "1",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("over the limit of 100 bytes"),
+        "{err}"
+    );
 }

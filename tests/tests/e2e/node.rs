@@ -3,72 +3,10 @@
 //! and `sou testnet`.
 
 use serde_json::{json, Value};
-use sou_genesis::KeyFile;
 use sou_tests::{http_post, sou, sou_ok, TestNode};
-use sou_types::{
-    Address, Amount, ChainId, Keypair, Memo, Payload, Payout, SignedTransaction, Symbol,
-    Transaction,
-};
+use sou_types::{Address, Amount, ChainId, Keypair, Memo, Payload, Payout, SignedTransaction};
 
-const FEE: u128 = 100; // the dev genesis's tx_fee
-
-fn usdt() -> Symbol {
-    Symbol::new("USDT").unwrap()
-}
-
-fn account_key(node: &TestNode, i: usize) -> Keypair {
-    KeyFile::read(&node.home.join(format!("dev-accounts/account-{i}.json"))).unwrap()
-}
-
-fn issuer_key(node: &TestNode) -> Keypair {
-    KeyFile::read(&node.home.join("keys/issuer.json")).unwrap()
-}
-
-fn nonce(node: &TestNode, a: &Address) -> u64 {
-    node.ok("account_get", json!([a.to_string()]))["nonce"]
-        .as_u64()
-        .unwrap()
-}
-
-fn balance(node: &TestNode, a: &Address, asset: &str) -> u128 {
-    node.ok("account_getBalance", json!([a.to_string(), asset]))["amount"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
-fn signed(node: &TestNode, key: &Keypair, payload: Payload) -> SignedTransaction {
-    let height = node.ok("node_status", json!([]))["latestHeight"]
-        .as_u64()
-        .unwrap();
-    Transaction {
-        chain_id: ChainId::new("sou-devnet").unwrap(),
-        sender: key.address(),
-        nonce: nonce(node, &key.address()),
-        max_fee: Amount(FEE),
-        expiry_height: height + 500,
-        payload,
-    }
-    .sign(key)
-}
-
-fn raw(tx: &SignedTransaction) -> String {
-    format!("0x{}", hex::encode(tx.encode()))
-}
-
-fn transfer(to: Address, amount: u128) -> Payload {
-    Payload::Transfer {
-        asset: usdt(),
-        to,
-        amount: Amount(amount),
-        memo: Memo::empty(),
-    }
-}
-
-fn send_wait(node: &TestNode, tx: &SignedTransaction) -> Value {
-    node.ok("tx_sendAndWait", json!([raw(tx), 30_000]))
-}
+use crate::helpers::*;
 
 #[test]
 fn a_wallet_transfer_finalizes_and_everything_agrees() {
@@ -189,8 +127,25 @@ fn a_wallet_transfer_finalizes_and_everything_agrees() {
         "--amount",
         "0.0000001",
     ]);
+    assert!(!out.status.success(), "too many decimals accepted");
     assert!(String::from_utf8_lossy(&out.stderr).contains("7 decimal places"));
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // Nothing was sent: no nonce used, nothing pending, nothing refused.
     assert_eq!(nonce(&node, &from.address()), 1, "nothing was sent");
+    let metrics = node.metrics_text();
+    assert_eq!(
+        sou_tests::metric(&metrics, "sou_mempool_transactions"),
+        0.0,
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("sou_transactions_rejected_total{"),
+        "{metrics}"
+    );
 }
 
 #[test]
@@ -310,16 +265,33 @@ fn bad_input_is_refused_with_the_right_error_and_changes_nothing() {
     let user = account_key(&node, 0);
     let to = account_key(&node, 1).address();
     let issuer = issuer_key(&node);
-    // One good transfer, so a replay has something to replay.
+    let other = account_key(&node, 2);
+    // One good transfer, so a replay has something to replay, and a frozen
+    // sender.
     let good = signed(&node, &user, transfer(to, 7));
     assert_eq!(send_wait(&node, &good)["status"], "success");
+    assert_eq!(
+        send_wait(
+            &node,
+            &signed(
+                &node,
+                &issuer,
+                Payload::Freeze {
+                    asset: usdt(),
+                    address: other.address()
+                }
+            )
+        )["status"],
+        "success"
+    );
     let snapshot = |n: &TestNode| {
-        (
-            n.ok("account_get", json!([user.address().to_string()])),
-            n.ok("account_get", json!([to.to_string()])),
-        )
+        [user.address(), to, other.address(), issuer.address()]
+            .map(|a| n.ok("account_get", json!([a.to_string()])))
     };
     let before = snapshot(&node);
+    assert_eq!(before[2]["frozen"], json!(["USDT"]), "{}", before[2]);
+    let mempool = |n: &TestNode| sou_tests::metric(&n.metrics_text(), "sou_mempool_transactions");
+    assert_eq!(mempool(&node), 0.0);
 
     let (status, body) =
         http_post(&node.rpc, b"{\"jsonrpc\": \"2.0\", \"id\": 1, \"method\": ").unwrap();
@@ -335,22 +307,24 @@ fn bad_input_is_refused_with_the_right_error_and_changes_nothing() {
         .unwrap_err();
     assert_eq!(e.0, -32602);
     assert!(e.1.contains("invalid address"), "{e:?}");
+    // Not hex, and hex that is no transaction.
     assert_eq!(node.call("tx_send", json!(["0xzz"])).unwrap_err().0, -32602);
     assert_eq!(
         node.call("tx_send", json!(["0x0102"])).unwrap_err().0,
         -32602
     );
 
-    let reject = |tx: &SignedTransaction, needle: &str| {
+    let mut refused: Vec<String> = Vec::new();
+    let mut reject = |tx: &SignedTransaction, needle: &str| {
         let e = node.call("tx_send", json!([raw(tx)])).unwrap_err();
         assert_eq!(e.0, -32003, "{needle}: {e:?}");
         assert!(e.1.contains(needle), "expected {needle:?} in {e:?}");
+        refused.push(tx.hash().to_string());
     };
     let mut bad_sig = signed(&node, &user, transfer(to, 1));
     bad_sig.signature.0[5] ^= 1;
     reject(&bad_sig, "invalid signature");
-    reject(&good, "nonce 0 was already used");
-    let mut wrong_chain = signed(&node, &user, transfer(to, 1)).tx;
+    let mut wrong_chain = signed(&node, &user, transfer(to, 2)).tx;
     wrong_chain.chain_id = ChainId::new("other-chain").unwrap();
     reject(&wrong_chain.sign(&user), "wrong chain id");
     let big = Payload::BatchTransfer {
@@ -366,46 +340,29 @@ fn bad_input_is_refused_with_the_right_error_and_changes_nothing() {
         memo: Memo::empty(),
     };
     reject(&signed(&node, &user, big), "over the limit of 1024 bytes");
-    // A frozen sender.
-    let other = account_key(&node, 2);
-    assert_eq!(
-        send_wait(
-            &node,
-            &signed(
-                &node,
-                &issuer,
-                Payload::Freeze {
-                    asset: usdt(),
-                    address: other.address()
-                }
-            )
-        )["status"],
-        "success"
-    );
     reject(&signed(&node, &other, transfer(to, 1)), "frozen");
+    // A replay (its hash is final, so it is not counted among the refused).
+    let e = node.call("tx_send", json!([raw(&good)])).unwrap_err();
+    assert_eq!(e.0, -32003);
+    assert!(e.1.contains("nonce 0 was already used"), "{e:?}");
 
-    // An oversized body is refused at the HTTP layer.
+    // An oversized body is refused at the HTTP layer: 413, -32007.
     let huge = format!(
         "{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tx_send\",\"params\":[\"0x{}\"]}}",
         "00".repeat(70 * 1024)
     );
     let (status, body) = http_post(&node.rpc, huge.as_bytes()).unwrap();
-    assert!(
-        status == 413 || body.contains("-32"),
-        "oversized body: {status} {body}"
-    );
-    assert_ne!(status, 200, "an oversized body was accepted: {body}");
-    // A batch over the limit is refused.
+    assert_eq!(status, 413, "oversized body: {body}");
+    let v: Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("{body}"));
+    assert_eq!(v["error"]["code"], -32007, "{v}");
+    // A batch over the limit is refused as a whole: -32010.
     let calls: Vec<Value> = (0..11)
         .map(|i| json!({"jsonrpc": "2.0", "id": i, "method": "node_status", "params": []}))
         .collect();
     let (_, body) =
         http_post(&node.rpc, serde_json::to_string(&calls).unwrap().as_bytes()).unwrap();
     let v: Value = serde_json::from_str(&body).unwrap();
-    assert!(
-        v.get("error").is_some() || v[0].get("error").is_some(),
-        "batch of 11 accepted: {v}"
-    );
+    assert_eq!(v["error"]["code"], -32010, "batch of 11 accepted: {v}");
     let calls: Vec<Value> = (0..10)
         .map(|i| json!({"jsonrpc": "2.0", "id": i, "method": "node_status", "params": []}))
         .collect();
@@ -419,7 +376,9 @@ fn bad_input_is_refused_with_the_right_error_and_changes_nothing() {
         Some(10)
     );
 
-    // Nothing changed for the two accounts the bad transactions named.
+    // Nothing changed: after two more blocks, the accounts the bad
+    // transactions named are as they were, none of them is pending or
+    // known, and the mempool is empty.
     node.wait_height(
         node.ok("node_status", json!([]))["finalizedHeight"]
             .as_u64()
@@ -428,11 +387,33 @@ fn bad_input_is_refused_with_the_right_error_and_changes_nothing() {
         30,
     );
     assert_eq!(snapshot(&node), before);
+    assert_eq!(refused.len(), 4);
+    for s in node
+        .ok("tx_getStatuses", json!([refused]))
+        .as_array()
+        .unwrap()
+    {
+        assert_eq!(s["status"], "unknown", "{s}");
+    }
+    assert_eq!(mempool(&node), 0.0);
+    // Each refusal is counted once, by reason.
     let metrics = node.metrics_text();
-    assert!(
-        metrics.contains("sou_transactions_rejected_total{reason=\"bad_signature\"} 1"),
-        "{metrics}"
-    );
+    for (reason, n) in [
+        ("malformed", 2.0),
+        ("bad_signature", 1.0),
+        ("wrong_chain", 1.0),
+        ("too_large", 1.0),
+        ("frozen", 1.0),
+        ("nonce_used", 1.0),
+    ] {
+        let series =
+            format!("sou_transactions_rejected_total{{reason=\"{reason}\",source=\"rpc\"}}");
+        assert_eq!(
+            sou_tests::metric(&metrics, &series),
+            n,
+            "{series}\n{metrics}"
+        );
+    }
 }
 
 #[test]
@@ -453,77 +434,261 @@ fn metrics_are_served_with_sou_names() {
         "sou_consensus_timeouts_total",
         "sou_block_execution_seconds_bucket",
         "sou_block_commit_seconds_bucket",
+        "sou_block_signatures_verified_total",
+        "sou_block_signatures_reused_total",
     ] {
         assert!(text.contains(name), "{name} missing from:\n{text}");
     }
+    // rpc.discover, as served: every method, positional parameters, and
+    // schemas that are JSON Schema (a unit test of sou-rpc checks the list
+    // against the registered methods).
     let doc = node.ok("rpc.discover", json!([]));
-    let names: Vec<&str> = doc["methods"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|m| m["name"].as_str())
-        .collect();
+    let methods = doc["methods"].as_array().unwrap();
+    let names: Vec<&str> = methods.iter().filter_map(|m| m["name"].as_str()).collect();
     for m in [
+        "rpc.discover",
         "node_status",
-        "tx_sendAndWait",
+        "chain_getParams",
+        "chain_getBlockByNumber",
+        "chain_getBlockByHash",
+        "chain_getBlocks",
+        "chain_getValidators",
+        "account_get",
+        "account_getBalance",
         "account_getTransactions",
+        "asset_get",
+        "asset_list",
+        "tx_send",
+        "tx_sendBatch",
+        "tx_sendAndWait",
+        "tx_get",
+        "tx_getReceipt",
+        "tx_getStatuses",
         "chain_subscribeFinalized",
+        "chain_unsubscribeFinalized",
+        "tx_subscribeStatus",
+        "tx_unsubscribeStatus",
     ] {
         assert!(names.contains(&m), "{m} not in rpc.discover");
     }
+    assert_eq!(names.len(), 22, "{names:?}");
+    for m in methods {
+        assert_eq!(m["paramStructure"], "by-position", "{m}");
+    }
+    let by_number = methods
+        .iter()
+        .find(|m| m["name"] == "chain_getBlockByNumber")
+        .unwrap();
+    assert_eq!(
+        by_number["params"][0]["schema"]["oneOf"][1],
+        json!({"type": "string", "enum": ["latest", "finalized"]})
+    );
+    assert!(!doc.to_string().contains("integer|string"));
+}
+
+/// Threads that keep sending transfers to a node, one sender each, each
+/// waiting for finality before its next, until stopped or the node goes.
+struct Submitters {
+    /// Transfers the node reported finalized: (hash, amount).
+    finalized: std::sync::Arc<std::sync::Mutex<Vec<(String, u128)>>>,
+    /// Calls under way right now.
+    in_flight: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Submitters {
+    /// One thread for each dev account in `senders`.
+    fn start(node: &TestNode, senders: &[usize], to: Address) -> Submitters {
+        use std::sync::atomic::Ordering;
+        let finalized = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let in_flight = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let threads = senders
+            .iter()
+            .map(|&i| {
+                let key = account_key(node, i);
+                let (rpc, finalized, in_flight, stop) = (
+                    node.rpc.clone(),
+                    finalized.clone(),
+                    in_flight.clone(),
+                    stop.clone(),
+                );
+                let mut next = nonce(node, &key.address());
+                std::thread::spawn(move || {
+                    let call = |method: &str, params: Value| {
+                        in_flight.fetch_add(1, Ordering::SeqCst);
+                        let r = sou_tests::rpc_call(&rpc, method, params);
+                        in_flight.fetch_sub(1, Ordering::SeqCst);
+                        r
+                    };
+                    let mut round = 0u128;
+                    while !stop.load(Ordering::SeqCst) {
+                        let Ok(status) = call("node_status", json!([])) else {
+                            return;
+                        };
+                        let height = status["latestHeight"].as_u64().unwrap_or(0);
+                        // Amounts name the sender and the round.
+                        let amount = 1_000 * (i as u128 + 1) + round;
+                        let tx = sign(&key, next, height + 500, transfer(to, amount));
+                        match call("tx_sendAndWait", json!([raw(&tx), 30_000])) {
+                            Ok(r) => {
+                                assert_eq!(r["status"], "success", "{r}");
+                                finalized
+                                    .lock()
+                                    .unwrap()
+                                    .push((tx.hash().to_string(), amount));
+                            }
+                            // The node went away mid-call.
+                            Err(_) => return,
+                        }
+                        next += 1;
+                        round += 1;
+                    }
+                })
+            })
+            .collect();
+        Submitters {
+            finalized,
+            in_flight,
+            stop,
+            threads,
+        }
+    }
+
+    fn finalized(&self) -> Vec<(String, u128)> {
+        self.finalized.lock().unwrap().clone()
+    }
+
+    /// Waits (up to `secs`) until at least `n` transfers are finalized and
+    /// a call is under way.
+    fn wait_busy(&self, n: usize, secs: u64) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        while self.finalized.lock().unwrap().len() < n
+            || self.in_flight.load(std::sync::atomic::Ordering::SeqCst) == 0
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} transfers finalized in {secs} s, {n} wanted",
+                self.finalized.lock().unwrap().len()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
+    /// Stops the threads (they end at once if the node is gone) and waits
+    /// for them.
+    fn join(self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        for t in self.threads {
+            t.join().expect("a submitter panicked");
+        }
+    }
+}
+
+/// The height a node's log says it started at, the last time it started.
+fn started_at(node: &TestNode) -> u64 {
+    // Without the terminal colours the log may carry.
+    let mut log = String::new();
+    let mut escape = false;
+    for c in node.log().chars() {
+        match (escape, c) {
+            (false, '\u{1b}') => escape = true,
+            (true, 'm') => escape = false,
+            (true, _) => {}
+            (false, c) => log.push(c),
+        }
+    }
+    let line = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("node started"))
+        .unwrap_or_else(|| panic!("no start in the log:\n{log}"));
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix("height="))
+        .and_then(|h| h.parse().ok())
+        .unwrap_or_else(|| panic!("no height in {line:?}"))
+}
+
+/// After a restart: every transfer reported finalized is there with its
+/// receipt, the recipient holds at least what they brought, and the chain
+/// goes on with a new transfer.
+fn assert_nothing_lost(
+    node: &TestNode,
+    finalized: &[(String, u128)],
+    to: Address,
+    to_before: u128,
+    sender: &Keypair,
+) {
+    for (h, _) in finalized {
+        let r = node.ok("tx_getReceipt", json!([h]));
+        assert_eq!(r["status"], "success", "finalized transfer {h} lost: {r}");
+    }
+    // Transfers under way at the stop may have finalized too, unreported.
+    let sum: u128 = finalized.iter().map(|(_, a)| a).sum();
+    assert!(balance(node, &to, "USDT") >= to_before + sum);
+    let height = node.height().unwrap();
+    node.wait_height(height + 3, 30);
+    let after = signed(node, sender, transfer(to, 5));
+    assert_eq!(send_wait(node, &after)["status"], "success");
 }
 
 #[test]
 fn sigkill_while_transfers_flow_loses_nothing_finalized() {
     let mut node = TestNode::init(4, |_| {});
     node.start();
-    let senders: Vec<Keypair> = (0..3).map(|i| account_key(&node, i)).collect();
     let to = account_key(&node, 3).address();
-    let mut finalized: Vec<String> = Vec::new();
-    let start = std::time::Instant::now();
-    // Transfers in flight from three senders, in rounds; the kill lands mid-round.
-    let mut round = 0u64;
-    while start.elapsed() < std::time::Duration::from_secs(3) {
-        let txs: Vec<SignedTransaction> = senders
-            .iter()
-            .map(|k| signed(&node, k, transfer(to, 1 + round as u128)))
-            .collect();
-        for tx in &txs {
-            node.ok("tx_send", json!([raw(tx)]));
-        }
-        for tx in &txs {
-            let r = node.ok("tx_sendAndWait", json!([raw(tx), 30_000]));
-            assert_eq!(r["status"], "success", "{r}");
-        }
-        round += 1;
-        finalized.extend(txs.iter().map(|t| t.hash().to_string()));
-    }
-    // More in flight, then SIGKILL without waiting.
-    for k in &senders {
-        let _ = node.call("tx_send", json!([raw(&signed(&node, k, transfer(to, 99)))]));
-    }
-    let height = node.ok("node_status", json!([]))["finalizedHeight"]
-        .as_u64()
-        .unwrap();
+    let to_before = balance(&node, &to, "USDT");
+    // Three threads keep transfers flowing; SIGKILL lands while one of
+    // their calls is under way.
+    let submitters = Submitters::start(&node, &[0, 1, 2], to);
+    submitters.wait_busy(12, 60);
+    let height = node.height().unwrap();
     node.kill();
+    let finalized = submitters.finalized();
+    submitters.join();
     node.start();
     let status = node.ok("node_status", json!([]));
     assert!(
         status["finalizedHeight"].as_u64().unwrap() >= height,
         "went back in height: {status}"
     );
-    for h in &finalized {
-        let r = node.ok("tx_getReceipt", json!([h]));
-        assert_eq!(
-            r["status"], "success",
-            "finalized transfer {h} lost after SIGKILL"
-        );
-    }
-    // And the node goes on.
-    let after = signed(&node, &senders[0], transfer(to, 5));
-    assert_eq!(send_wait(&node, &after)["status"], "success");
+    assert!(started_at(&node) >= height);
+    assert_nothing_lost(&node, &finalized, to, to_before, &account_key(&node, 0));
     assert!(node.log().contains("node started"));
     // A clean stop exits 0.
+    assert!(node.stop().is_some_and(|s| s.success()));
+}
+
+#[test]
+fn sigterm_mid_run_then_restart_resumes_at_the_last_finalized_block() {
+    let mut node = TestNode::init(4, |_| {});
+    node.start();
+    let to = account_key(&node, 3).address();
+    let to_before = balance(&node, &to, "USDT");
+    let submitters = Submitters::start(&node, &[0, 1, 2], to);
+    submitters.wait_busy(12, 60);
+    let seen = node.height().unwrap();
+    let status = node.stop().expect("the node was running");
+    assert!(status.success(), "SIGTERM exit: {status:?}\n{}", node.log());
+    assert!(node.log().contains("shutting down"));
+    let finalized = submitters.finalized();
+    submitters.join();
+    // What the database holds after the clean stop...
+    let (tip, tip_hash) = {
+        let ledger = sou_ledger::Ledger::open(&node.home.join("data")).unwrap();
+        (ledger.tip().height, ledger.tip().hash.to_string())
+    };
+    assert!(
+        tip >= seen,
+        "the database ({tip}) is behind what RPC said ({seen})"
+    );
+    // ... is where the node resumes.
+    node.start();
+    assert_eq!(started_at(&node), tip);
+    let block = node.ok("chain_getBlockByNumber", json!([tip, false]));
+    assert_eq!(block["hash"], tip_hash.as_str());
+    assert_nothing_lost(&node, &finalized, to, to_before, &account_key(&node, 0));
     assert!(node.stop().is_some_and(|s| s.success()));
 }
 
@@ -607,6 +772,24 @@ fn sou_testnet_starts_a_node_writes_testnet_json_and_stops_on_ctrl_c() {
     let v: Value =
         serde_json::from_str(&std::fs::read_to_string(&file).expect("testnet.json")).unwrap();
     assert_eq!(v["accounts"].as_array().unwrap().len(), 3);
+    // Each node's home and metrics address; the metrics answer there.
+    let metrics_url = format!("http://127.0.0.1:{metrics_port}/metrics");
+    assert_eq!(v["nodes"][0]["metrics"], metrics_url.as_str(), "{v}");
+    assert_eq!(
+        v["nodes"][0]["home"],
+        tn.join("node0").to_str().unwrap(),
+        "{v}"
+    );
+    let metrics = sou_tests::http_request(
+        &format!("127.0.0.1:{metrics_port}"),
+        "GET",
+        "/metrics",
+        &[],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(metrics.status, 200);
+    assert!(metrics.body.contains("sou_finalized_height"), "{metrics:?}");
     let rpc = v["nodes"][0]["rpc"]
         .as_str()
         .unwrap()
@@ -658,8 +841,88 @@ fn sou_testnet_starts_a_node_writes_testnet_json_and_stops_on_ctrl_c() {
         out.contains("chain id    sou-devnet") && out.contains("sou wallet --rpc"),
         "{out}"
     );
+    // The banner names the metrics address, and each dev account's secret
+    // key (the one in testnet.json) and balances.
+    assert!(out.contains(&format!("metrics {metrics_url}")), "{out}");
+    for a in v["accounts"].as_array().unwrap() {
+        let address = a["address"].as_str().unwrap();
+        let secret = a["secret_key"].as_str().unwrap();
+        assert!(secret.starts_with("0x") && secret.len() == 66, "{secret}");
+        assert!(
+            out.contains(&format!("{address}  1000000 USDT, 1000 SOU")),
+            "no balances of {address} in:\n{out}"
+        );
+        assert!(out.contains(&format!("secret {secret}")), "{out}");
+    }
     assert!(
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err(),
         "the node process outlived Ctrl-C"
+    );
+}
+
+#[test]
+fn sou_testnet_stops_its_nodes_when_it_cannot_write_testnet_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let tn = dir.path().join("tn");
+    let (rpc_port, metrics_port, p2p_port) = (
+        sou_tests::free_port(),
+        sou_tests::free_port(),
+        sou_tests::free_port(),
+    );
+    let ports = [
+        "--rpc-port",
+        &rpc_port.to_string(),
+        "--metrics-port",
+        &metrics_port.to_string(),
+        "--p2p-port",
+        &p2p_port.to_string(),
+    ]
+    .map(str::to_string);
+    let mut args = vec!["testnet", "--validators", "1", "--accounts", "2", "--dir"];
+    args.push(tn.to_str().unwrap());
+    args.extend(ports.iter().map(String::as_str));
+    let mut init = args.clone();
+    init.push("--init-only");
+    sou_ok(&init);
+    // testnet.json cannot be written: a directory is in the way.
+    std::fs::create_dir_all(tn.join("testnet.json")).unwrap();
+    let mut child = std::process::Command::new(sou_tests::sou_bin())
+        .args(&args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("sou testnet did not give up on an unwritable testnet.json");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let (mut out, mut err) = (String::new(), String::new());
+    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut out).unwrap();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(!status.success(), "{out}");
+    assert!(err.contains("testnet.json"), "{err}");
+    // The node it started (its pid is in the banner) is gone.
+    let pid: i32 = out
+        .split_whitespace()
+        .skip_while(|w| *w != "pid")
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in the banner:\n{out}"));
+    let pid = nix::unistd::Pid::from_raw(pid);
+    let alive = nix::sys::signal::kill(pid, None).is_ok();
+    if alive {
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    }
+    assert!(!alive, "the node outlived sou testnet's failure");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", rpc_port)).is_err(),
+        "something still answers on the node's RPC port"
     );
 }
