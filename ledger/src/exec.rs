@@ -22,7 +22,7 @@ use sou_types::block::{evidence_root, tx_root};
 use sou_types::crypto::verify_batch;
 use sou_types::{
     Address, Amount, Block, BlockHash, BlockHeader, ChainId, Hash, Misbehaviour, Payload,
-    SignedTransaction, TxHash,
+    Signature, SignedTransaction, TxHash,
 };
 
 use crate::cache::StateCache;
@@ -153,13 +153,13 @@ impl<'a, R: StateReader> BlockExecutor<'a, R> {
         &self.ctx
     }
 
-    /// Applies transactions in order. `verified` says which transaction
-    /// hashes already had their signature checked (on mempool admission);
-    /// the others are verified here, in one batch.
+    /// Applies transactions in order. `verified` says which transactions
+    /// (by hash and signature) already had their signature checked (on
+    /// mempool admission); the others are verified here, in one batch.
     pub fn apply(
         &mut self,
         txs: Vec<SignedTransaction>,
-        verified: &dyn Fn(&TxHash) -> bool,
+        verified: &dyn Fn(&TxHash, &Signature) -> bool,
         on_invalid: OnInvalid,
     ) -> Result<Applied> {
         let mut applied = Applied::default();
@@ -167,7 +167,9 @@ impl<'a, R: StateReader> BlockExecutor<'a, R> {
         let hashes: Vec<TxHash> = metas.iter().map(|(h, _)| *h).collect();
 
         // One batched signature check for everything not checked before.
-        let unverified: Vec<usize> = (0..txs.len()).filter(|&i| !verified(&hashes[i])).collect();
+        let unverified: Vec<usize> = (0..txs.len())
+            .filter(|&i| !verified(&hashes[i], &txs[i].signature))
+            .collect();
         let items: Vec<_> = unverified
             .iter()
             .map(|&i| (txs[i].tx.sender.public_key(), hashes[i], txs[i].signature))

@@ -6,8 +6,8 @@ use std::sync::RwLock;
 
 use sou_types::asset::NATIVE;
 use sou_types::{
-    Address, Amount, Block, BlockHeader, ChainId, Hash, Misbehaviour, PublicKey, SignedTransaction,
-    Symbol, TxHash,
+    Address, Amount, Block, BlockHeader, ChainId, Hash, Misbehaviour, PublicKey, Signature,
+    SignedTransaction, Symbol, TxHash,
 };
 
 use crate::cache::StateCache;
@@ -23,9 +23,12 @@ use crate::{Error, Result};
 /// What a block's contents are checked against outside the ledger.
 #[derive(Clone, Copy)]
 pub struct Checks<'a> {
-    /// Transactions whose signature was verified already (on admission to
-    /// the mempool): not verified again.
-    pub verified: &'a dyn Fn(&TxHash) -> bool,
+    /// Whether this transaction, with this very signature, had its
+    /// signature verified already (on admission to the mempool): if so it
+    /// is not verified again. The ledger computes each hash once and asks
+    /// with it; a hash does not cover the signature, so an answer must
+    /// compare the signature too.
+    pub verified: &'a dyn Fn(&TxHash, &Signature) -> bool,
     /// Whether a piece of evidence holds up under the consensus rules.
     pub evidence: &'a dyn Fn(&Misbehaviour) -> bool,
 }
@@ -295,7 +298,7 @@ impl Ledger {
         verified: &dyn Fn(&TxHash) -> bool,
     ) -> Result<(ExecutedBlock, Applied)> {
         let checks = Checks {
-            verified,
+            verified: &|h, _| verified(h),
             evidence: &|_| false,
         };
         self.propose_on(&[], txs, Vec::new(), proposer, timestamp_ms, &checks)
@@ -335,7 +338,7 @@ impl Ledger {
         verified: &dyn Fn(&TxHash) -> bool,
     ) -> Result<ExecutedBlock> {
         let checks = Checks {
-            verified,
+            verified: &|h, _| verified(h),
             evidence: &|_| false,
         };
         self.execute_on(&[], block, &checks)
@@ -505,6 +508,10 @@ impl Overlay<'_> {
 }
 
 impl StateReader for Overlay<'_> {
+    fn lanes_memo(&self) -> Option<&crate::lthash::LanesMemo> {
+        self.store.lanes_memo()
+    }
+
     fn get_state(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         match self.lookup(key) {
             Some(v) => Ok(v),

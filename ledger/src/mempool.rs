@@ -162,6 +162,23 @@ impl Mempool {
         txs: Vec<SignedTransaction>,
         ledger: &Ledger,
     ) -> Vec<Result<TxHash, AdmitError>> {
+        let txs = txs
+            .into_iter()
+            .map(|tx| {
+                let (hash, len) = tx.hash_and_len();
+                (tx, hash, len)
+            })
+            .collect();
+        self.admit_hashed(txs, ledger)
+    }
+
+    /// [`Mempool::admit`] for transactions whose hash and encoded length
+    /// (from [`SignedTransaction::hash_and_len`]) the caller computed.
+    pub fn admit_hashed(
+        &mut self,
+        txs: Vec<(SignedTransaction, TxHash, usize)>,
+        ledger: &Ledger,
+    ) -> Vec<Result<TxHash, AdmitError>> {
         let height = ledger.tip().height + 1;
         let mut results: Vec<Result<TxHash, AdmitError>> = Vec::with_capacity(txs.len());
         let mut candidates: Vec<(usize, TxHash, SignedTransaction, usize)> = Vec::new();
@@ -170,9 +187,7 @@ impl Mempool {
         // transactions, so a sender cannot over-commit within one batch.
         let mut pending_spend: HashMap<(Address, Symbol), u128> = HashMap::new();
         let mut pending_nonces: HashMap<Address, HashSet<u64>> = HashMap::new();
-        for (i, tx) in txs.into_iter().enumerate() {
-            let hash = tx.hash();
-            let len = sou_types::codec::encode(&tx).len();
+        for (i, (tx, hash, len)) in txs.into_iter().enumerate() {
             let checked = self.check(
                 &tx,
                 hash,

@@ -28,7 +28,7 @@ use sou_ledger::staking::epoch_of;
 use sou_ledger::{AdmitError, Checks, ExecutedBlock, Ledger, Mempool};
 use sou_p2p::{P2p, P2pConfig, SyncRequest, SyncResponse, Topic};
 use sou_rpc::{Backend, FinalizedEvent, NodeInfo};
-use sou_types::{Address, Block, Keypair, Misbehaviour, SignedTransaction, TxHash};
+use sou_types::{Address, Block, Keypair, Misbehaviour, Signature, SignedTransaction, TxHash};
 use tokio::sync::{broadcast, watch};
 use tracing::{debug, info, warn};
 
@@ -122,14 +122,14 @@ impl Shared {
         let mut ok = Vec::with_capacity(txs.len());
         let mut slots = Vec::with_capacity(txs.len());
         for (i, tx) in txs.into_iter().enumerate() {
-            let len = tx.hash_and_len().1;
+            let (hash, len) = tx.hash_and_len();
             if len > self.max_tx_bytes {
                 results[i] = Some(Err(AdmitError::Invalid(sou_ledger::InvalidTx::TooLarge {
                     len,
                     max: self.max_tx_bytes,
                 })));
             } else {
-                ok.push(tx);
+                ok.push((tx, hash, len));
                 slots.push(i);
             }
         }
@@ -137,7 +137,7 @@ impl Shared {
         let mut admitted = 0u64;
         if !ok.is_empty() {
             let mut pool = lock(&self.mempool);
-            let outcome = pool.admit(ok, &self.ledger);
+            let outcome = pool.admit_hashed(ok, &self.ledger);
             self.metrics.mempool_transactions.set(pool.len() as i64);
             self.metrics.mempool_bytes.set(pool.bytes() as i64);
             for (slot, r) in slots.into_iter().zip(outcome) {
@@ -251,30 +251,16 @@ fn evidence_offender(ledger: &Ledger, e: &Evidence) -> Option<sou_types::PublicK
     e.verify(&consensus_set(&set), &ns).ok()
 }
 
-/// The transactions of `txs` whose signature this node verified when it
-/// admitted them: those its mempool holds with the very same signature.
+/// Whether this node verified the signature of the transaction `hash`
+/// with `signature` when it admitted it: its mempool holds it with that
+/// very signature.
 ///
 /// A transaction's hash does not cover its signature (nor does a block's
 /// transactions root), so a body from a peer can carry an admitted
-/// transaction's hash with another signature; such a hash is left out,
-/// wherever it appears in `txs`, and the ledger verifies it.
-fn admitted_with_same_signature(pool: &Mempool, txs: &[SignedTransaction]) -> HashSet<TxHash> {
-    let mut same = HashSet::new();
-    let mut differs = HashSet::new();
-    for tx in txs {
-        let hash = tx.hash();
-        match pool.get(&hash) {
-            Some(admitted) if admitted.signature == tx.signature => {
-                same.insert(hash);
-            }
-            Some(_) => {
-                differs.insert(hash);
-            }
-            None => {}
-        }
-    }
-    same.retain(|h| !differs.contains(h));
-    same
+/// transaction's hash with another signature; the ledger asks with each
+/// occurrence's own signature, and verifies one that differs.
+fn admitted_with(pool: &Mempool, hash: &TxHash, signature: &Signature) -> bool {
+    pool.get(hash).is_some_and(|a| a.signature == *signature)
 }
 
 /// Executes a block proposed by another validator on `ancestors`: every
@@ -286,13 +272,14 @@ fn execute_proposal(
     ancestors: &[&ExecutedBlock],
     block: Block,
 ) -> sou_ledger::Result<ExecutedBlock> {
-    let admitted = admitted_with_same_signature(&lock(&shared.mempool), &block.transactions);
     let ledger = &shared.ledger;
-    // What the ledger is told to verify, counted as it asks.
+    // What the ledger is told to verify, counted as it asks. The ledger
+    // asks for every transaction before executing any, so the mempool is
+    // locked a moment per question, never across the execution.
     let verified = Cell::new(0u64);
     let reused = Cell::new(0u64);
-    let skip = |h: &TxHash| {
-        let known = admitted.contains(h);
+    let skip = |h: &TxHash, s: &Signature| {
+        let known = admitted_with(&lock(&shared.mempool), h, s);
         let counter = if known { &reused } else { &verified };
         counter.set(counter.get() + 1);
         known
@@ -488,7 +475,6 @@ impl Application for ChainApp<'_> {
         {
             return None;
         }
-        let verified: HashSet<TxHash> = txs.iter().map(SignedTransaction::hash).collect();
         // Evidence an ancestor already holds is not offered again.
         let evidence: Vec<Misbehaviour> = self
             .evidence
@@ -502,7 +488,9 @@ impl Application for ChainApp<'_> {
             .collect();
         let offered: Vec<sou_types::Hash> = evidence.iter().map(|m| m.id).collect();
         let checks = Checks {
-            verified: &|h| verified.contains(h),
+            // Every candidate comes from the mempool, which admitted it
+            // (signature verified) with the signature it holds.
+            verified: &|_, _| true,
             evidence: &|m| check_misbehaviour(ledger, m),
         };
         let start = Instant::now();
@@ -816,7 +804,7 @@ impl Driver {
     fn execute_block(&self, block: Block) -> Result<ExecutedBlock> {
         let ledger = &self.shared.ledger;
         let checks = Checks {
-            verified: &|_| false,
+            verified: &|_, _| false,
             evidence: &|m| check_misbehaviour(ledger, m),
         };
         Ok(ledger.execute_on(&[], block, &checks)?)
@@ -1696,7 +1684,7 @@ mod tests {
             let pool = lock(&f.shared.mempool);
             let ledger = &f.shared.ledger;
             let by_hash = Checks {
-                verified: &|h| pool.contains(h),
+                verified: &|h, _| pool.contains(h),
                 evidence: &|_| false,
             };
             assert!(ledger.execute_on(&[], forged.clone(), &by_hash).is_ok());
@@ -1720,18 +1708,51 @@ mod tests {
     }
 
     #[test]
-    fn a_hash_that_appears_with_another_signature_anywhere_is_verified() {
+    fn each_occurrence_of_an_admitted_hash_is_checked_with_its_own_signature() {
         let f = fixture(16 * 1024);
         let tx = transfer(&f, 0, 0);
         f.shared.admit(vec![tx.clone()], Source::Rpc);
         let mut forged = tx.clone();
         forged.signature.0[0] ^= 0x80;
-        let pool = lock(&f.shared.mempool);
         let hash = tx.hash();
-        assert!(admitted_with_same_signature(&pool, std::slice::from_ref(&tx)).contains(&hash));
-        assert!(admitted_with_same_signature(&pool, std::slice::from_ref(&forged)).is_empty());
-        assert!(admitted_with_same_signature(&pool, &[tx.clone(), forged.clone()]).is_empty());
-        assert!(admitted_with_same_signature(&pool, &[forged, tx]).is_empty());
+        {
+            let pool = lock(&f.shared.mempool);
+            assert!(admitted_with(&pool, &hash, &tx.signature));
+            assert!(!admitted_with(&pool, &hash, &forged.signature));
+            assert!(!admitted_with(
+                &pool,
+                &sou_types::Hash([7; 32]),
+                &tx.signature
+            ));
+        }
+        // A body with the admitted transaction and a forged copy, in either
+        // order: the forged copy's signature is verified, and fails.
+        let genuine = block_of(&f, vec![tx.clone()]);
+        for (i, order) in [vec![tx.clone(), forged.clone()], vec![forged, tx]]
+            .into_iter()
+            .enumerate()
+        {
+            let mut body = genuine.clone();
+            body.transactions = order;
+            let before = counts(&f);
+            let err = execute_proposal(&f.shared, &[], body).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    sou_ledger::Error::InvalidTxInBlock {
+                        reason: sou_ledger::InvalidTx::BadSignature,
+                        ..
+                    }
+                ),
+                "order {i}: {err}"
+            );
+            let after = counts(&f);
+            assert_eq!(
+                (after.0 - before.0, after.1 - before.1),
+                (1, 1),
+                "order {i}: (verified, reused)"
+            );
+        }
     }
 
     fn rejected(f: &Fixture, reason: &'static str, source: &'static str) -> u64 {

@@ -354,7 +354,7 @@ fn history_pages_within_and_across_blocks() {
 
 /// No transaction verified beforehand, no evidence holds up.
 const CHECKS: sou_ledger::Checks<'static> = sou_ledger::Checks {
-    verified: &no_verified,
+    verified: &|_, _| false,
     evidence: &|_| false,
 };
 
@@ -448,8 +448,12 @@ fn one_transfer(c: &Chain) -> (sou_ledger::ExecutedBlock, usize) {
     let base = c.ledger.store().lthash().unwrap();
     let mut exec = sou_ledger::BlockExecutor::new(&reader, base, ctx).unwrap();
     let tx = c.tx(c.user(0), transfer(c.addr(1), 1_000));
-    exec.apply(vec![tx], &no_verified, sou_ledger::OnInvalid::Reject)
-        .unwrap();
+    exec.apply(
+        vec![tx],
+        &|h, _| no_verified(h),
+        sou_ledger::OnInvalid::Reject,
+    )
+    .unwrap();
     let executed = exec.finish().unwrap();
     (executed, reader.records.get())
 }

@@ -372,7 +372,7 @@ fn evidence_in_a_block_slashes_and_jails_for_good_once() {
     // What the node's consensus check accepts: proofs starting with "ok".
     let check = |m: &sou_types::Misbehaviour| m.proof.starts_with(b"ok");
     let checks = sou_ledger::Checks {
-        verified: &no_verified,
+        verified: &|_, _| false,
         evidence: &check,
     };
     let proposer = c.keys.validators[0].address();
@@ -402,7 +402,7 @@ fn evidence_in_a_block_slashes_and_jails_for_good_once() {
     assert_eq!(again.state_root(), executed.state_root());
     // A block whose evidence does not hold up, or was used, is invalid.
     let strict = sou_ledger::Checks {
-        verified: &no_verified,
+        verified: &|_, _| false,
         evidence: &|_| false,
     };
     assert!(matches!(
