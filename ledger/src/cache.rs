@@ -67,12 +67,17 @@ impl<'a, R: StateReader> StateCache<'a, R> {
 
     /// Reads every key not yet cached in one batched lookup.
     pub fn prefetch(&mut self, keys: impl IntoIterator<Item = StateKey>) -> Result<()> {
-        let mut missing: Vec<StateKey> = keys
-            .into_iter()
-            .filter(|k| !self.slots.contains_key(k))
+        // Deduplicated by hashing, not sorting: the multi-get does not need
+        // its keys in order, and sorting a block's keys cost more than
+        // reading them from the store's cache.
+        let mut seen: std::collections::HashSet<&StateKey, RandomState> = Default::default();
+        let keys: Vec<StateKey> = keys.into_iter().collect();
+        let missing: Vec<StateKey> = keys
+            .iter()
+            .filter(|k| !self.slots.contains_key(*k) && seen.insert(*k))
+            .cloned()
             .collect();
-        missing.sort_unstable();
-        missing.dedup();
+        drop(seen);
         if missing.is_empty() {
             return Ok(());
         }
