@@ -392,9 +392,12 @@ fn register(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::RegisterMetho
         Ok(Value::Array(out))
     })?;
 
-    m.register_method("tx_send", |params: Params, ctx, _| -> RpcResult<Value> {
+    // Admission verifies signatures (about 20 µs each): on the blocking
+    // pool, so that a burst of submissions never holds up the async workers
+    // that run consensus and the network.
+    m.register_blocking_method("tx_send", |params: Params, ctx, _| -> RpcResult<Value> {
         let raw: String = params.one()?;
-        let tx = decode_raw(ctx, &raw)?;
+        let tx = decode_raw(&ctx, &raw)?;
         match ctx.backend.submit(vec![tx]).pop() {
             Some(Ok(hash)) => Ok(json!(hash)),
             Some(Err(e)) => Err(rejected(&e)),
@@ -402,7 +405,7 @@ fn register(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::RegisterMetho
         }
     })?;
 
-    m.register_method(
+    m.register_blocking_method(
         "tx_sendBatch",
         |params: Params, ctx, _| -> RpcResult<Value> {
             let raws: Vec<String> = params.one()?;
@@ -413,7 +416,7 @@ fn register(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::RegisterMetho
             let mut txs = Vec::new();
             let mut slots = Vec::new();
             for (i, raw) in raws.iter().enumerate() {
-                match decode_raw(ctx, raw) {
+                match decode_raw(&ctx, raw) {
                     Ok(tx) => {
                         txs.push(tx);
                         slots.push(i);
