@@ -575,6 +575,35 @@ const MAX_SYNC_BLOCKS: u32 = 64;
 /// Most bytes of blocks in one sync response.
 const MAX_SYNC_BYTES: usize = 32 * 1024 * 1024;
 
+/// What to ask a peer for: the whole bodies of `missing` blocks, and the
+/// transactions `lacking` from the `partial` compact blocks (those are then
+/// `asked`: filled from the answer, or asked for whole next time).
+///
+/// One answer carries at most [`MAX_WANTED_TXS`] transactions. When more
+/// are lacking, the partial blocks are asked for whole instead: asked for
+/// in pieces they never completed, and validators that lacked much of a
+/// proposal's gossip never voted for it (the chain stalled).
+fn fetch_plan(
+    missing: &mut HashSet<Digest>,
+    partial: &mut HashMap<Digest, sou_types::CompactBlock>,
+    lacking: &mut HashSet<TxHash>,
+) -> (Vec<[u8; 32]>, Vec<[u8; 32]>, HashSet<Digest>) {
+    if lacking.len() > MAX_WANTED_TXS {
+        missing.extend(partial.drain().map(|(d, _)| d));
+        lacking.clear();
+    }
+    // Bodies whose compact block waits for transactions are not asked for
+    // whole.
+    let bodies = missing
+        .iter()
+        .filter(|d| !partial.contains_key(d))
+        .take(MAX_WANTED_BODIES)
+        .map(|d| d.0)
+        .collect();
+    let txs = lacking.iter().map(|h| h.0).collect();
+    (bodies, txs, partial.keys().copied().collect())
+}
+
 /// The consensus driver and its state.
 struct Driver {
     shared: Arc<Shared>,
@@ -1173,30 +1202,15 @@ impl Driver {
             return;
         };
         self.sync_inflight = true;
+        let (bodies, txs, asked) =
+            fetch_plan(&mut self.missing, &mut self.partial, &mut self.lacking);
         let request = SyncRequest {
             from: self.shared.ledger.tip().height + 1,
             max_blocks: MAX_SYNC_BLOCKS,
-            // Bodies whose compact block waits for transactions are not
-            // asked for whole.
-            bodies: self
-                .missing
-                .iter()
-                .filter(|d| !self.partial.contains_key(d))
-                .take(MAX_WANTED_BODIES)
-                .map(|d| d.0)
-                .collect(),
-            txs: self
-                .lacking
-                .iter()
-                .take(MAX_WANTED_TXS)
-                .map(|h| h.0)
-                .collect(),
+            bodies,
+            txs,
         };
-        self.asked = if self.lacking.len() <= MAX_WANTED_TXS {
-            self.partial.keys().copied().collect()
-        } else {
-            HashSet::new()
-        };
+        self.asked = asked;
         let tx = sync_tx;
         tokio::spawn(async move {
             let resp = tokio::time::timeout(Duration::from_secs(3), p2p.sync(request))
@@ -1753,6 +1767,38 @@ mod tests {
                 "order {i}: (verified, reused)"
             );
         }
+    }
+
+    #[test]
+    fn a_compact_block_lacking_more_than_one_answer_carries_is_asked_for_whole() {
+        let f = fixture(16 * 1024);
+        let block = block_of(&f, vec![transfer(&f, 0, 0)]);
+        let digest = block.hash();
+        let hashes = |n: usize| -> HashSet<TxHash> {
+            (0..n as u64)
+                .map(|i| {
+                    let mut h = [0u8; 32];
+                    h[..8].copy_from_slice(&i.to_le_bytes());
+                    sou_types::Hash(h)
+                })
+                .collect()
+        };
+        let mut missing = HashSet::new();
+        let mut partial = HashMap::from([(digest, block.compact())]);
+        // A few lacking: they are asked for, and the block is filled from
+        // the answer.
+        let mut lacking = hashes(10);
+        let (bodies, txs, asked) = fetch_plan(&mut missing, &mut partial, &mut lacking);
+        assert!(bodies.is_empty());
+        assert_eq!(txs.len(), 10);
+        assert_eq!(asked, HashSet::from([digest]));
+        // More than one answer carries: the whole body is asked for.
+        let mut lacking = hashes(MAX_WANTED_TXS + 1);
+        let (bodies, txs, asked) = fetch_plan(&mut missing, &mut partial, &mut lacking);
+        assert_eq!(bodies, vec![digest.0]);
+        assert!(txs.is_empty() && asked.is_empty());
+        assert!(partial.is_empty() && lacking.is_empty());
+        assert!(missing.contains(&digest));
     }
 
     fn rejected(f: &Fixture, reason: &'static str, source: &'static str) -> u64 {
