@@ -68,16 +68,13 @@ impl<'a, R: StateReader> StateCache<'a, R> {
     /// Reads every key not yet cached in one batched lookup.
     pub fn prefetch(&mut self, keys: impl IntoIterator<Item = StateKey>) -> Result<()> {
         // Deduplicated by hashing, not sorting: the multi-get does not need
-        // its keys in order, and sorting a block's keys cost more than
-        // reading them from the store's cache.
-        let mut seen: std::collections::HashSet<&StateKey, RandomState> = Default::default();
-        let keys: Vec<StateKey> = keys.into_iter().collect();
-        let missing: Vec<StateKey> = keys
-            .iter()
-            .filter(|k| !self.slots.contains_key(*k) && seen.insert(*k))
-            .cloned()
+        // its keys in order (each value comes back beside its key), and
+        // sorting a block's keys cost more than reading them from the
+        // store's cache.
+        let missing: std::collections::HashSet<StateKey, RandomState> = keys
+            .into_iter()
+            .filter(|k| !self.slots.contains_key(k))
             .collect();
-        drop(seen);
         if missing.is_empty() {
             return Ok(());
         }
