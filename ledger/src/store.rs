@@ -3,12 +3,15 @@
 //!
 //! | column family     | key                                  | value                      |
 //! |-------------------|--------------------------------------|----------------------------|
+//! | column family     | key                                  | value                      |
+//! |-------------------|--------------------------------------|----------------------------|
 //! | `blocks`          | height (u64 BE)                      | header + transaction hashes |
 //! | `block_hashes`    | block hash                           | height (u64 BE)            |
-//! | `transactions`    | tx hash                              | height, index, signed tx, receipt |
-//! | `address_history` | address ‖ !height BE                 | (index BE ‖ tx hash)…, newest first |
+//! | `transactions`    | height (u64 BE) ‖ index (u32 BE)     | signed tx, receipt         |
+//! | `tx_index`        | tx hash                              | height (u64 BE) ‖ index (u32 BE) |
+//! | `address_history` | address ‖ !height BE                 | index (u32 BE)…, newest first |
 //! | `state`           | [`StateKey::encode`]                 | the record, borsh          |
-//! | `meta`            | `tip`, `lthash`                      | tip height and hash, LtHash |
+//! | `meta`            | `schema`, `tip`, `lthash`            | layout version, tip height and hash, LtHash |
 //! | `finality`        | height (u64 BE)                      | the proof the block is final (consensus's certificate, opaque here) |
 //!
 //! Big-endian heights make RocksDB's byte order the chain's order; address
@@ -17,10 +20,17 @@
 //! in, listing its transactions there, so a busy payee costs one write per
 //! block rather than one per payment.
 //!
-//! A block's writes go into the batch sorted by key within each column
-//! family: RocksDB's memtable skip list then finds each insert position next
-//! to the previous one, which more than halves the cost of a commit of a
-//! block of random transaction hashes and addresses.
+//! Transactions are keyed by where they sit in the chain, so a block's
+//! records (nearly all the bytes a block writes) arrive in key order: the
+//! memtable appends them next to the previous insert and a flush writes them
+//! out without sorting, and a block's body is one range scan. Only the small
+//! `tx_index` entries are keyed by random hashes. An address's history
+//! lists positions (4 bytes each) rather than hashes, and reads records
+//! directly by position.
+//!
+//! The other writes of a block go into the batch sorted by key within each
+//! column family: RocksDB's memtable skip list then finds each insert
+//! position next to the previous one.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -31,9 +41,7 @@ use rocksdb::{
     ColumnFamilyDescriptor, Direction, IteratorMode, MemtableFactory, Options, ReadOptions,
     SliceTransform, WriteBatch, WriteOptions, DB,
 };
-use sou_types::{
-    Address, Block, BlockHash, BlockHeader, Hash, Misbehaviour, SignedTransaction, TxHash,
-};
+use sou_types::{Address, Block, BlockHash, BlockHeader, Misbehaviour, SignedTransaction, TxHash};
 
 use crate::exec::ExecutedBlock;
 use crate::lthash::{LanesMemo, LtHash, DEFAULT_LANES_MEMO_ENTRIES};
@@ -44,24 +52,31 @@ use crate::{Error, Result};
 const CF_BLOCKS: &str = "blocks";
 const CF_BLOCK_HASHES: &str = "block_hashes";
 const CF_TRANSACTIONS: &str = "transactions";
+const CF_TX_INDEX: &str = "tx_index";
 const CF_HISTORY: &str = "address_history";
 const CF_STATE: &str = "state";
 const CF_META: &str = "meta";
 const CF_FINALITY: &str = "finality";
-const ALL_CFS: [&str; 7] = [
+const ALL_CFS: [&str; 8] = [
     CF_FINALITY,
     CF_BLOCKS,
     CF_BLOCK_HASHES,
     CF_TRANSACTIONS,
+    CF_TX_INDEX,
     CF_HISTORY,
     CF_STATE,
     CF_META,
 ];
 const META_TIP: &[u8] = b"tip";
 const META_LTHASH: &[u8] = b"lthash";
+const META_SCHEMA: &[u8] = b"schema";
+/// The layout above. A database written before the layout had a version
+/// (transactions keyed by hash) has a tip and no `schema`: version 1.
+const SCHEMA_VERSION: u32 = 2;
 
 /// A block as stored: its header and its transactions' hashes (the
-/// transactions themselves live in `transactions`, once each).
+/// transactions themselves live in `transactions`, once each, under the
+/// block's height).
 #[derive(BorshSerialize, BorshDeserialize)]
 struct StoredBlock {
     header: BlockHeader,
@@ -69,8 +84,8 @@ struct StoredBlock {
     evidence: Vec<Misbehaviour>,
 }
 
-/// A transaction as stored, with where it was finalized and its receipt
-/// (which holds the height and position).
+/// A transaction as stored, with its receipt (which holds the height and
+/// position where it was finalized).
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct TxRecord {
     pub tx: SignedTransaction,
@@ -226,6 +241,7 @@ struct CfIds {
     block_hashes: u32,
     finality: u32,
     transactions: u32,
+    tx_index: u32,
     history: u32,
     state: u32,
     meta: u32,
@@ -278,10 +294,12 @@ impl Store {
             block_hashes: id(CF_BLOCK_HASHES)?,
             finality: id(CF_FINALITY)?,
             transactions: id(CF_TRANSACTIONS)?,
+            tx_index: id(CF_TX_INDEX)?,
             history: id(CF_HISTORY)?,
             state: id(CF_STATE)?,
             meta: id(CF_META)?,
         };
+        check_schema(&db)?;
         Ok(Store {
             db,
             ids,
@@ -364,17 +382,24 @@ impl Store {
         }
         let pairs: Vec<(&SignedTransaction, &Receipt)> =
             block.transactions.iter().zip(&executed.receipts).collect();
-        // Records in hash order, each encoded into one reused buffer.
-        let mut order: Vec<usize> = (0..pairs.len()).collect();
-        order.sort_unstable_by_key(|&i| pairs[i].1.tx_hash.0);
+        // Records in position order (key order), each encoded into one
+        // reused buffer; then the hash index, sorted by hash.
         let mut buf = Vec::with_capacity(512);
-        for i in order {
-            let (tx, receipt) = pairs[i];
+        for (i, (tx, receipt)) in pairs.iter().enumerate() {
             buf.clear();
             TxRecordRef { tx, receipt }
                 .serialize(&mut buf)
                 .map_err(|e| corrupt("transaction record", e))?;
-            batch.put(ids.transactions, &receipt.tx_hash.0, &buf)?;
+            batch.put(ids.transactions, &tx_key(height, i as u32), &buf)?;
+        }
+        let mut order: Vec<usize> = (0..pairs.len()).collect();
+        order.sort_unstable_by_key(|&i| pairs[i].1.tx_hash.0);
+        for i in order {
+            batch.put(
+                ids.tx_index,
+                &pairs[i].1.tx_hash.0,
+                &tx_key(height, i as u32),
+            )?;
         }
         // Every (address, index) the block involves, grouped by address with
         // the newest index first: one history entry per address.
@@ -394,7 +419,6 @@ impl Store {
             buf.clear();
             for (_, index) in group {
                 buf.extend_from_slice(&index.to_be_bytes());
-                buf.extend_from_slice(&pairs[*index as usize].1.tx_hash.0);
             }
             batch.put(ids.history, &history_key(&group[0].0, height), &buf)?;
         }
@@ -436,19 +460,44 @@ impl Store {
         let Some(stored) = self.stored_block(height)? else {
             return Ok(None);
         };
-        let cf = self.cf(CF_TRANSACTIONS)?;
-        let keys = stored.tx_hashes.iter().map(|h| (cf, h.0));
-        let mut transactions = Vec::with_capacity(stored.tx_hashes.len());
-        for r in self.db.multi_get_cf(keys) {
-            let bytes = r?.ok_or_else(|| corrupt("block", "a transaction is missing"))?;
-            let rec: TxRecord = borsh::from_slice(&bytes).map_err(|e| corrupt("transaction", e))?;
-            transactions.push(rec.tx);
-        }
+        let transactions: Vec<SignedTransaction> = self
+            .block_records(height, stored.tx_hashes.len())?
+            .into_iter()
+            .map(|r| r.tx)
+            .collect();
         Ok(Some(Block {
             header: stored.header,
             transactions,
             evidence: stored.evidence,
         }))
+    }
+
+    /// The `count` transaction records of the block at `height`, in order:
+    /// one scan of consecutive keys.
+    fn block_records(&self, height: u64, count: usize) -> Result<Vec<TxRecord>> {
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_upper_bound(match height.checked_add(1) {
+            Some(next) => tx_key(next, 0).to_vec(),
+            None => vec![0xff; 13],
+        });
+        let start = tx_key(height, 0);
+        let iter = self.db.iterator_cf_opt(
+            self.cf(CF_TRANSACTIONS)?,
+            ro,
+            IteratorMode::From(&start, Direction::Forward),
+        );
+        let mut records = Vec::with_capacity(count);
+        for item in iter {
+            let (key, bytes) = item?;
+            if *key != tx_key(height, records.len() as u32) {
+                return Err(corrupt("block", "a transaction is missing"));
+            }
+            records.push(borsh::from_slice(&bytes).map_err(|e| corrupt("transaction", e))?);
+        }
+        if records.len() != count {
+            return Err(corrupt("block", "a transaction is missing"));
+        }
+        Ok(records)
     }
 
     /// The proof of finality stored with the block at `height`.
@@ -477,8 +526,14 @@ impl Store {
     }
 
     pub fn transaction(&self, hash: &TxHash) -> Result<Option<TxRecord>> {
-        match self.db.get_cf(self.cf(CF_TRANSACTIONS)?, hash.0)? {
-            None => Ok(None),
+        let Some(at) = self.db.get_cf(self.cf(CF_TX_INDEX)?, hash.0)? else {
+            return Ok(None);
+        };
+        if at.len() != 12 {
+            return Err(corrupt("transaction index", "not 12 bytes"));
+        }
+        match self.db.get_cf(self.cf(CF_TRANSACTIONS)?, &at)? {
+            None => Err(corrupt("transaction", "indexed but missing")),
             Some(b) => borsh::from_slice(&b)
                 .map(Some)
                 .map_err(|e| corrupt("transaction", e)),
@@ -498,6 +553,45 @@ impl Store {
         before: Option<HistoryCursor>,
         limit: usize,
     ) -> Result<Vec<(HistoryCursor, TxHash)>> {
+        Ok(self
+            .history_records(address, before, limit)?
+            .into_iter()
+            .map(|r| {
+                let at = HistoryCursor {
+                    height: r.receipt.height,
+                    index: r.receipt.index,
+                };
+                (at, r.receipt.tx_hash)
+            })
+            .collect())
+    }
+
+    /// The records of [`Store::history`]'s transactions.
+    pub fn history_records(
+        &self,
+        address: &Address,
+        before: Option<HistoryCursor>,
+        limit: usize,
+    ) -> Result<Vec<TxRecord>> {
+        let mut at = Vec::new();
+        self.history_positions(address, before, limit, &mut at)?;
+        let cf = self.cf(CF_TRANSACTIONS)?;
+        let keys = at.iter().map(|c| (cf, tx_key(c.height, c.index)));
+        let mut out = Vec::with_capacity(at.len());
+        for r in self.db.multi_get_cf(keys) {
+            let bytes = r?.ok_or_else(|| corrupt("history", "a transaction is missing"))?;
+            out.push(borsh::from_slice(&bytes).map_err(|e| corrupt("transaction", e))?);
+        }
+        Ok(out)
+    }
+
+    fn history_positions(
+        &self,
+        address: &Address,
+        before: Option<HistoryCursor>,
+        limit: usize,
+        out: &mut Vec<HistoryCursor>,
+    ) -> Result<()> {
         // Keys hold inverted heights: newest first is a forward scan within
         // the address's prefix; each entry lists a block's indexes newest
         // first.
@@ -509,7 +603,6 @@ impl Store {
             ro,
             IteratorMode::From(&start, Direction::Forward),
         );
-        let mut out = Vec::new();
         'entries: for item in iter {
             let (k, v) = item?;
             if k.len() != 40 || k[..32] != address.0 {
@@ -520,18 +613,15 @@ impl Store {
                     .try_into()
                     .map_err(|_| corrupt("history", "key"))?,
             );
-            if v.len() % 36 != 0 {
-                return Err(corrupt("history", "value is not a list of entries"));
+            if v.len() % 4 != 0 {
+                return Err(corrupt("history", "value is not a list of indexes"));
             }
-            for entry in v.chunks_exact(36) {
+            for entry in v.chunks_exact(4) {
                 if out.len() >= limit {
                     break 'entries;
                 }
-                let index = u32::from_be_bytes(
-                    entry[..4]
-                        .try_into()
-                        .map_err(|_| corrupt("history", "index"))?,
-                );
+                let index =
+                    u32::from_be_bytes(entry.try_into().map_err(|_| corrupt("history", "index"))?);
                 let cursor = HistoryCursor {
                     height: !inv_height,
                     index,
@@ -539,13 +629,10 @@ impl Store {
                 if before.is_some_and(|b| (cursor.height, cursor.index) >= (b.height, b.index)) {
                     continue;
                 }
-                let hash: [u8; 32] = entry[4..]
-                    .try_into()
-                    .map_err(|_| corrupt("history", "hash"))?;
-                out.push((cursor, Hash(hash)));
+                out.push(cursor);
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Every state entry, in key order (for tests and audits; costs a full scan).
@@ -639,12 +726,13 @@ fn cf_options(name: &str) -> Options {
         o.set_compression_per_level(&[Plain, Plain, Snappy, Snappy, Snappy, Snappy, Snappy]);
     }
     let prefix = match name {
-        CF_BLOCK_HASHES | CF_TRANSACTIONS => Some(SliceTransform::create_fixed_prefix(8)),
+        CF_BLOCK_HASHES | CF_TX_INDEX => Some(SliceTransform::create_fixed_prefix(8)),
         // The tag and the next 8 bytes (every state key is at least 9 bytes).
         CF_STATE => Some(SliceTransform::create_fixed_prefix(STATE_KEY_MIN_BYTES)),
         // One bucket per address, so its history is one ordered run.
         CF_HISTORY => Some(SliceTransform::create_fixed_prefix(32)),
-        // Heights arrive in order: the default skip list is at its best.
+        // Heights (and transaction positions) arrive in order: the default
+        // skip list is at its best.
         _ => None,
     };
     if let Some(p) = prefix {
@@ -656,6 +744,48 @@ fn cf_options(name: &str) -> Options {
         });
     }
     o
+}
+
+/// `height ‖ index`, big-endian: a transaction's place in the chain, in
+/// chain order.
+fn tx_key(height: u64, index: u32) -> [u8; 12] {
+    let mut k = [0u8; 12];
+    k[..8].copy_from_slice(&height.to_be_bytes());
+    k[8..].copy_from_slice(&index.to_be_bytes());
+    k
+}
+
+/// Refuses a database laid out by another version of this code; marks a
+/// new one with this version.
+fn check_schema(db: &DB) -> Result<()> {
+    let meta = db
+        .cf_handle(CF_META)
+        .ok_or_else(|| corrupt("column families", "meta is missing"))?;
+    let found = match db.get_cf(meta, META_SCHEMA)? {
+        Some(b) => u32::from_be_bytes(
+            b.as_slice()
+                .try_into()
+                .map_err(|_| corrupt("schema", "not 4 bytes"))?,
+        ),
+        None if db.get_cf(meta, META_TIP)?.is_some() => 1,
+        None => {
+            let mut wo = WriteOptions::default();
+            wo.set_sync(true);
+            db.put_cf_opt(meta, META_SCHEMA, SCHEMA_VERSION.to_be_bytes(), &wo)?;
+            SCHEMA_VERSION
+        }
+    };
+    if found != SCHEMA_VERSION {
+        return Err(corrupt(
+            "database layout",
+            format!(
+                "written with layout version {found}, this build reads version \
+                 {SCHEMA_VERSION}: remove the node's database directory and let the node \
+                 sync again"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// `address ‖ !height`, big-endian: an address's entries sort newest first.
@@ -674,6 +804,27 @@ fn encode<T: BorshSerialize>(v: &T) -> Vec<u8> {
 mod tests {
     use super::*;
 
+    /// A database laid out by another version is refused with a message
+    /// that says what to do; one of this layout reopens.
+    #[test]
+    fn a_database_of_another_layout_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        let store = Store::open(dir.path()).unwrap();
+        // What a database from before layout versions looks like: a tip and
+        // no version.
+        let meta = store.cf(CF_META).unwrap();
+        store.db.put_cf(meta, META_TIP, b"tip").unwrap();
+        store.db.delete_cf(meta, META_SCHEMA).unwrap();
+        drop(store);
+        let err = Store::open(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("layout version 1"), "{err}");
+        assert!(
+            err.contains("remove the node's database directory"),
+            "{err}"
+        );
+    }
+
     /// The encoder writes exactly the bytes RocksDB's own batch calls do,
     /// and RocksDB applies them.
     #[test]
@@ -691,7 +842,7 @@ mod tests {
             (CF_HISTORY, store.ids.history, &long, Some(&long)),
             (CF_STATE, store.ids.state, &gone, None),
             (CF_META, store.ids.meta, META_TIP, Some(b"")),
-            (CF_TRANSACTIONS, store.ids.transactions, &tx, Some(&long)),
+            (CF_TX_INDEX, store.ids.tx_index, &tx, Some(&long)),
         ];
         let mut ours = BatchEncoder::with_capacity(0);
         let mut theirs = WriteBatch::default();
@@ -712,7 +863,7 @@ mod tests {
         assert_eq!(ours.len(), 5);
         assert_eq!(ours.data(), theirs.data());
         store.db.write(ours).unwrap();
-        let cf = store.cf(CF_TRANSACTIONS).unwrap();
+        let cf = store.cf(CF_TX_INDEX).unwrap();
         assert_eq!(store.db.get_cf(cf, tx).unwrap(), Some(long.clone()));
         let cf = store.cf(CF_HISTORY).unwrap();
         assert_eq!(store.db.get_cf(cf, &long).unwrap(), Some(long));
@@ -723,12 +874,13 @@ mod tests {
             ids.block_hashes,
             ids.finality,
             ids.transactions,
+            ids.tx_index,
             ids.history,
             ids.state,
             ids.meta,
         ];
         all.sort_unstable();
         all.dedup();
-        assert_eq!(all.len(), 7);
+        assert_eq!(all.len(), ALL_CFS.len());
     }
 }

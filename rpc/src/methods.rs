@@ -359,13 +359,14 @@ fn register(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::RegisterMetho
             };
             let limit = limit.unwrap_or(20).min(ctx.cfg.max_page_len) as usize;
             let mut out = Vec::new();
-            for (_, hash) in store.history(&address, cursor, limit).map_err(internal)? {
-                if let Some(rec) = store.transaction(&hash).map_err(internal)? {
-                    let mut v =
-                        view::transaction(&rec.tx, Some((rec.receipt.height, rec.receipt.index)));
-                    v["receipt"] = view::receipt(&rec.receipt);
-                    out.push(v);
-                }
+            for rec in store
+                .history_records(&address, cursor, limit)
+                .map_err(internal)?
+            {
+                let mut v =
+                    view::transaction(&rec.tx, Some((rec.receipt.height, rec.receipt.index)));
+                v["receipt"] = view::receipt(&rec.receipt);
+                out.push(v);
             }
             Ok(Value::Array(out))
         },
