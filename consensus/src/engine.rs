@@ -155,6 +155,10 @@ impl Config {
 /// Most certificates sent again on one timeout.
 const MAX_REBROADCAST_CERTIFICATES: usize = 256;
 
+/// Most views whose votes of ours one catch-up answer carries (a peer
+/// further behind needs certificates, not votes).
+const MAX_CATCH_UP_VOTE_VIEWS: usize = 8;
+
 /// Which timer fired.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Timer {
@@ -372,12 +376,7 @@ impl Engine {
                 }
             }
             Input::Message(Message::Certificate(c)) => {
-                let in_window = self.accept_view(c.view())
-                    || (c.kind() == VoteKind::Finalize && c.view() > self.last_finalized);
-                if in_window
-                    && !self.has_certificate(&c)
-                    && c.verify(&self.set, &self.cfg.namespace).is_ok()
-                {
+                if self.certificate_is_new(&c) && c.verify(&self.set, &self.cfg.namespace).is_ok() {
                     self.on_certificate(c);
                     self.progress(app);
                 }
@@ -386,6 +385,22 @@ impl Engine {
             Input::Wake => self.progress(app),
         }
         std::mem::take(&mut self.out)
+    }
+
+    /// Whether `m` could change anything here: a vote in the window not
+    /// counted yet, or a certificate in the window we lack. Cheap (no
+    /// signature is checked), for skipping what a peer relays again.
+    pub fn is_new(&self, m: &Message) -> bool {
+        match m {
+            Message::Vote(v) => self.accept_view(v.vote.view()) && !self.already_counted(v),
+            Message::Certificate(c) => self.certificate_is_new(c),
+        }
+    }
+
+    fn certificate_is_new(&self, c: &Certificate) -> bool {
+        let in_window = self.accept_view(c.view())
+            || (c.kind() == VoteKind::Finalize && c.view() > self.last_finalized);
+        in_window && !self.has_certificate(c)
     }
 
     fn accept_view(&self, view: View) -> bool {
@@ -713,14 +728,7 @@ impl Engine {
                 // Every certificate since the last finalization, newest
                 // first: a peer that lost one cannot check proposals whose
                 // ancestry runs through it.
-                let certs: Vec<Certificate> = self
-                    .rounds
-                    .range(self.last_finalized + 1..view)
-                    .rev()
-                    .filter_map(|(_, r)| r.notarization.clone().or_else(|| r.nullification.clone()))
-                    .take(MAX_REBROADCAST_CERTIFICATES)
-                    .collect();
-                for c in certs {
+                for c in self.recent_certificates(view) {
                     self.out.push(Action::Broadcast(Message::Certificate(c)));
                 }
                 if let Some(f) = self.latest_finalization.clone() {
@@ -734,6 +742,50 @@ impl Engine {
             }
         }
         self.progress(app);
+    }
+
+    /// The notarization (or else nullification) of every view after the
+    /// last finalized one and before `below`, newest first, at most
+    /// [`MAX_REBROADCAST_CERTIFICATES`].
+    fn recent_certificates(&self, below: View) -> Vec<Certificate> {
+        let from = self.last_finalized + 1;
+        if below <= from {
+            return Vec::new();
+        }
+        self.rounds
+            .range(from..below)
+            .rev()
+            .filter_map(|(_, r)| r.notarization.clone().or_else(|| r.nullification.clone()))
+            .take(MAX_REBROADCAST_CERTIFICATES)
+            .collect()
+    }
+
+    /// What a peer at `view` needs from us to get where we are: our latest
+    /// finalization, the certificates of the views since it (newest first,
+    /// bounded), and our own votes of `view` and later. Served on request
+    /// (the node's block sync), so a validator that lost gossip messages
+    /// catches up over a direct request instead of waiting for gossip to
+    /// deliver a rebroadcast; votes and certificates carry their own
+    /// signatures, so it does not matter who relays them.
+    pub fn catch_up(&self, view: View) -> Vec<Message> {
+        let mut out: Vec<Message> = self
+            .latest_finalization
+            .iter()
+            .cloned()
+            .map(Message::Certificate)
+            .collect();
+        out.extend(
+            self.recent_certificates(self.view.saturating_add(1))
+                .into_iter()
+                .map(Message::Certificate),
+        );
+        let from = view.max(self.last_finalized + 1);
+        if from <= self.view {
+            for v in (from..=self.view).rev().take(MAX_CATCH_UP_VOTE_VIEWS) {
+                out.extend(self.guard.votes_in(v).iter().cloned().map(Message::Vote));
+            }
+        }
+        out
     }
 
     /// The block a proposal in `view` must extend: the latest notarized

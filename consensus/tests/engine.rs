@@ -1047,3 +1047,54 @@ fn nullify_and_finalize_or_two_finalizes_are_evidence() {
         (Vote::Finalize(p), Vote::Finalize(q))
     );
 }
+
+/// A validator that heard nothing of a view a peer has moved past gets
+/// there from the peer's catch-up answer alone: the certificate that moved
+/// the peer on, and the peer's own votes of the view it is in now.
+#[test]
+fn a_validator_that_lost_gossip_catches_up_from_a_peer() {
+    let l = leader(1);
+    let o = others(l);
+    let (x, y) = (o[0], o[1]);
+    let mut app = ScriptedApp {
+        valid: true,
+        verified: vec![],
+    };
+    let mut ahead = engine(x, Recovered::default());
+    ahead.handle(Input::Start, &mut app);
+    ahead.handle(vote_msg(l, Vote::Notarize(proposal(1))), &mut app);
+    ahead.handle(vote_msg(o[2], Vote::Notarize(proposal(1))), &mut app);
+    assert_eq!(ahead.view(), 2, "notarized view 1");
+    ahead.handle(
+        Input::Timer {
+            view: 2,
+            timer: Timer::View,
+        },
+        &mut app,
+    );
+
+    let mut behind = engine(y, Recovered::default());
+    behind.handle(Input::Start, &mut app);
+    assert_eq!(behind.view(), 1);
+    let help = ahead.catch_up(behind.view());
+    assert!(help
+        .iter()
+        .any(|m| matches!(m, Message::Vote(v) if v.signer == x as u32 && v.vote == nullify(2))));
+    let mut sent = Vec::new();
+    for m in help {
+        sent.extend(behind.handle(Input::Message(m), &mut app));
+    }
+    assert_eq!(behind.view(), 2, "moved on by the relayed notarization");
+    assert!(
+        sent.iter()
+            .any(|a| describe(a) == format!("send finalize v1 by {y}")),
+        "finalizes what it learned was notarized: {:?}",
+        sent.iter().map(describe).collect::<Vec<_>>()
+    );
+    // A peer already past view 2 is sent no votes of it.
+    assert!(!ahead
+        .catch_up(3)
+        .iter()
+        .any(|m| matches!(m, Message::Vote(_))));
+    assert!(!ahead.catch_up(1).is_empty());
+}

@@ -570,6 +570,8 @@ const MAX_HELD_EVIDENCE: usize = 256;
 const MAX_WANTED_BODIES: usize = 16;
 /// Most transactions asked for in one request (to complete compact blocks).
 const MAX_WANTED_TXS: usize = 2048;
+/// Most consensus messages one sync answer carries and is taken from.
+const MAX_CATCH_UP_MESSAGES: usize = 512;
 /// Most blocks in one sync response.
 const MAX_SYNC_BLOCKS: u32 = 64;
 /// Most bytes of blocks in one sync response.
@@ -1187,11 +1189,24 @@ impl Driver {
                 })
                 .collect()
         };
+        // What our consensus engine has for a validator at the asker's view:
+        // gossip may have lost the certificate it needs to move on.
+        let consensus = if request.view == 0 {
+            Vec::new()
+        } else {
+            self.engine
+                .catch_up(request.view)
+                .iter()
+                .take(MAX_CATCH_UP_MESSAGES)
+                .filter_map(|m| borsh::to_vec(m).ok())
+                .collect()
+        };
         SyncResponse {
             tip,
             blocks,
             bodies,
             txs,
+            consensus,
         }
     }
 
@@ -1209,6 +1224,7 @@ impl Driver {
             max_blocks: MAX_SYNC_BLOCKS,
             bodies,
             txs,
+            view: self.engine.view(),
         };
         self.asked = asked;
         let tx = sync_tx;
@@ -1224,6 +1240,19 @@ impl Driver {
     /// Checks each block of a sync answer against a finality certificate
     /// of its epoch's validator set, then executes and commits it.
     fn apply_sync(&mut self, resp: SyncResponse) -> Result<()> {
+        // Consensus messages first, checked as gossip would be (the engine
+        // verifies every signature and ignores what it has already).
+        for bytes in resp.consensus.iter().take(MAX_CATCH_UP_MESSAGES) {
+            let Ok(m) =
+                sou_types::codec::decode_bounded::<Message>(bytes, self.cfg.p2p.max_message_bytes)
+            else {
+                continue;
+            };
+            if self.engine.is_new(&m) {
+                self.wal.append(&WalRecord::Received(m.clone()), false)?;
+                self.handle(Input::Message(m))?;
+            }
+        }
         // Bodies of proposed blocks this node lacked.
         let mut got_body = false;
         for bytes in &resp.bodies {

@@ -74,6 +74,10 @@ pub struct SyncRequest {
     /// Transactions named by hash (to complete a compact block).
     #[serde(default)]
     pub txs: Vec<[u8; 32]>,
+    /// The asker's consensus view: when not 0, the answer carries what
+    /// the responder's consensus engine has for a peer at that view.
+    #[serde(default)]
+    pub view: u64,
 }
 
 /// The answer: the responder's tip height, encoded (block, finality proof)
@@ -87,6 +91,10 @@ pub struct SyncResponse {
     /// The encoded transactions asked for that it holds.
     #[serde(default)]
     pub txs: Vec<Vec<u8>>,
+    /// Encoded consensus messages (certificates and the responder's own
+    /// votes) for an asker at `SyncRequest::view`.
+    #[serde(default)]
+    pub consensus: Vec<Vec<u8>>,
 }
 
 #[derive(Clone, Debug)]
