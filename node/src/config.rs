@@ -85,7 +85,13 @@ pub struct MempoolSection {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BlockSection {
-    /// Most transactions in a block this node proposes (at most the chain's limit).
+    /// Most transactions in a block this node proposes (at most the chain's
+    /// limit). Small blocks keep each view short under load: with 20,000,
+    /// a backlog built blocks of 10,000 that took longer than a view timeout
+    /// to build, propagate and execute on a busy machine, views were
+    /// nullified and the backlog grew. At 2,500, a 4-validator testnet on
+    /// two cores finalized 10,621 of 11,000 offered transfers/s (at 20,000:
+    /// saturated at about 7,400); at 1,500 it finalized fewer (9,537).
     pub max_txs: u32,
     /// Most bytes of transactions in a block this node proposes.
     pub max_bytes: u64,
@@ -141,7 +147,7 @@ impl From<&MempoolSection> for MempoolConfig {
 impl Default for BlockSection {
     fn default() -> Self {
         BlockSection {
-            max_txs: 20_000,
+            max_txs: 2_500,
             max_bytes: 8 * 1024 * 1024,
             empty_block_interval_ms: 1_000,
         }
