@@ -181,7 +181,8 @@ impl Mempool {
     ) -> Vec<Result<TxHash, AdmitError>> {
         let height = ledger.tip().height + 1;
         let mut results: Vec<Result<TxHash, AdmitError>> = Vec::with_capacity(txs.len());
-        let mut candidates: Vec<(usize, TxHash, SignedTransaction, usize)> = Vec::new();
+        // Each candidate with its sender's account nonce as `check` read it.
+        let mut candidates: Vec<(usize, TxHash, SignedTransaction, usize, u64)> = Vec::new();
         let mut seen = HashSet::new();
         // Pending spend per (sender, asset) including this batch's earlier
         // transactions, so a sender cannot over-commit within one batch.
@@ -199,19 +200,19 @@ impl Mempool {
                 &mut pending_nonces,
             );
             match checked {
-                Ok(()) => {
+                Ok(account_nonce) => {
                     results.push(Ok(hash));
-                    candidates.push((i, hash, tx, len));
+                    candidates.push((i, hash, tx, len, account_nonce));
                 }
                 Err(e) => results.push(Err(e)),
             }
         }
         let items: Vec<_> = candidates
             .iter()
-            .map(|(_, h, tx, _)| (tx.tx.sender.public_key(), *h, tx.signature))
+            .map(|(_, h, tx, _, _)| (tx.tx.sender.public_key(), *h, tx.signature))
             .collect();
         let valid = verify_batch(&items);
-        for ((i, hash, tx, len), ok) in candidates.into_iter().zip(valid) {
+        for ((i, hash, tx, len, account_nonce), ok) in candidates.into_iter().zip(valid) {
             if !ok {
                 results[i] = Err(InvalidTx::BadSignature.into());
                 continue;
@@ -241,13 +242,11 @@ impl Mempool {
                 });
                 continue;
             }
-            match ledger.account(&tx.tx.sender) {
-                Ok(acc) => queue.account_nonce = acc.nonce,
-                Err(e) => {
-                    results[i] = Err(AdmitError::Ledger(e.to_string()));
-                    continue;
-                }
-            }
+            // As `check` read it in this call (reading the account again
+            // cost a lookup and a decode per transaction). A block committed
+            // since is reconciled by `update`, which the node calls after
+            // every commit and which needs this mempool, so it runs after.
+            queue.account_nonce = account_nonce;
             queue.by_nonce.insert(tx.tx.nonce, hash);
             self.bytes += len;
             self.entries.insert(hash, Entry { tx, len });
@@ -268,7 +267,7 @@ impl Mempool {
         seen: &mut HashSet<TxHash>,
         pending_spend: &mut HashMap<(Address, Symbol), u128>,
         pending_nonces: &mut HashMap<Address, HashSet<u64>>,
-    ) -> Result<(), AdmitError> {
+    ) -> Result<u64, AdmitError> {
         let p = ledger.params();
         if self.entries.contains_key(&hash) || !seen.insert(hash) {
             return Err(AdmitError::Duplicate(hash));
@@ -347,7 +346,7 @@ impl Mempool {
             pending_spend.insert((sender, asset), total);
         }
         batch_nonces.insert(nonce);
-        Ok(())
+        Ok(acc.nonce)
     }
 
     /// Transactions for the next block: for each sender, a run of
