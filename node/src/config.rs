@@ -97,6 +97,11 @@ pub struct BlockSection {
     pub max_bytes: u64,
     /// With an empty mempool, propose an empty block at most this often.
     pub empty_block_interval_ms: u64,
+    /// Unless a full block is waiting, propose at most this often: each
+    /// block costs every validator fixed work (votes signed, fsynced and
+    /// verified, a commit), which at a block per consensus round is spent
+    /// on a few transactions each.
+    pub min_block_interval_ms: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -150,6 +155,7 @@ impl Default for BlockSection {
             max_txs: 2_500,
             max_bytes: 8 * 1024 * 1024,
             empty_block_interval_ms: 1_000,
+            min_block_interval_ms: 100,
         }
     }
 }

@@ -460,16 +460,21 @@ impl Application for ChainApp<'_> {
         let params = ledger.params();
         let max_txs = (self.cfg.block.max_txs.min(params.max_block_txs)) as usize;
         let max_bytes = self.cfg.block.max_bytes.min(params.max_block_bytes) as usize;
+        let now = now_ms();
+        let last_block_ms = ancestors
+            .last()
+            .map_or(self.last_block_ms, |e| e.block.header.timestamp_ms);
+        if now.saturating_sub(last_block_ms) < self.cfg.block.min_block_interval_ms
+            && lock(&self.shared.mempool).len() < max_txs
+        {
+            return None; // asked again shortly
+        }
         let included: HashSet<TxHash> = ancestors
             .iter()
             .flat_map(|e| e.receipts.iter().map(|r| r.tx_hash))
             .collect();
         let txs =
             lock(&self.shared.mempool).select_after(max_txs, max_bytes, &|h| included.contains(h));
-        let now = now_ms();
-        let last_block_ms = ancestors
-            .last()
-            .map_or(self.last_block_ms, |e| e.block.header.timestamp_ms);
         if txs.is_empty()
             && now.saturating_sub(last_block_ms) < self.cfg.block.empty_block_interval_ms
         {
