@@ -636,6 +636,9 @@ struct Driver {
     /// Compact blocks waiting for transactions this node lacks, and those
     /// transactions, to ask peers for.
     partial: HashMap<Digest, sou_types::CompactBlock>,
+    /// The peer each partial block came from: it holds the transactions
+    /// (the proposer publishes to every peer), so it is asked first.
+    partial_from: HashMap<Digest, sou_p2p::Peer>,
     lacking: HashSet<TxHash>,
     /// The compact blocks whose transactions the request in flight asks for.
     asked: HashSet<Digest>,
@@ -1087,6 +1090,7 @@ impl Driver {
                             debug!(block = %hash, lacking = lacking.len(), "fetching transactions");
                             self.lacking.extend(lacking);
                             self.partial.insert(hash, compact);
+                            self.partial_from.insert(hash, source);
                             if !self.sync_inflight {
                                 self.request_sync();
                             }
@@ -1224,6 +1228,15 @@ impl Driver {
         self.sync_inflight = true;
         let (bodies, txs, asked) =
             fetch_plan(&mut self.missing, &mut self.partial, &mut self.lacking);
+        // Whole or in part, a block is asked of the peer that sent it.
+        let (partial, missing) = (&self.partial, &self.missing);
+        self.partial_from
+            .retain(|d, _| partial.contains_key(d) || missing.contains(d));
+        let prefer = asked
+            .iter()
+            .copied()
+            .chain(bodies.iter().map(|b| sou_types::Hash(*b)))
+            .find_map(|d| self.partial_from.get(&d).copied());
         let request = SyncRequest {
             from: self.shared.ledger.tip().height + 1,
             max_blocks: MAX_SYNC_BLOCKS,
@@ -1234,7 +1247,7 @@ impl Driver {
         self.asked = asked;
         let tx = sync_tx;
         tokio::spawn(async move {
-            let resp = tokio::time::timeout(Duration::from_secs(3), p2p.sync(request))
+            let resp = tokio::time::timeout(Duration::from_secs(3), p2p.sync_from(prefer, request))
                 .await
                 .ok()
                 .flatten();
@@ -1568,6 +1581,7 @@ pub async fn start(home: &Path) -> Result<()> {
         evidence: Vec::new(),
         missing: HashSet::new(),
         partial: HashMap::new(),
+        partial_from: HashMap::new(),
         lacking: HashSet::new(),
         asked: HashSet::new(),
         sync_tx: None,

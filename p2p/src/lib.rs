@@ -156,6 +156,7 @@ enum Command {
     ReconnectAll,
     Sync {
         request: SyncRequest,
+        prefer: Option<PeerId>,
         reply: oneshot::Sender<Option<SyncResponse>>,
     },
 }
@@ -305,8 +306,24 @@ impl P2p {
 
     /// Asks a connected peer (any) for blocks; `None` if nobody answered.
     pub async fn sync(&self, request: SyncRequest) -> Option<SyncResponse> {
+        self.sync_from(None, request).await
+    }
+
+    /// [`P2p::sync`], asking `prefer` if it is connected (for example the
+    /// peer that sent a compact block: it holds the block's transactions).
+    pub async fn sync_from(
+        &self,
+        prefer: Option<PeerId>,
+        request: SyncRequest,
+    ) -> Option<SyncResponse> {
         let (reply, rx) = oneshot::channel();
-        self.commands.send(Command::Sync { request, reply }).ok()?;
+        self.commands
+            .send(Command::Sync {
+                request,
+                prefer,
+                reply,
+            })
+            .ok()?;
         rx.await.ok().flatten()
     }
 }
@@ -414,14 +431,23 @@ fn command(swarm: &mut Swarm<Behaviour>, st: &mut State, cmd: Command) {
         Command::Respond(channel, response) => {
             let _ = swarm.behaviour_mut().sync.send_response(channel, response);
         }
-        Command::Sync { request, reply } => {
+        Command::Sync {
+            request,
+            prefer,
+            reply,
+        } => {
             let peers: Vec<PeerId> = st.connected.iter().copied().collect();
             if peers.is_empty() {
                 let _ = reply.send(None);
                 return;
             }
-            st.next_sync_peer = st.next_sync_peer.wrapping_add(1);
-            let peer = peers[st.next_sync_peer % peers.len()];
+            let peer = match prefer {
+                Some(p) if st.connected.contains(&p) => p,
+                _ => {
+                    st.next_sync_peer = st.next_sync_peer.wrapping_add(1);
+                    peers[st.next_sync_peer % peers.len()]
+                }
+            };
             let id = swarm.behaviour_mut().sync.send_request(&peer, request);
             st.pending_sync.insert(id, reply);
         }
