@@ -3,8 +3,6 @@
 //!
 //! | column family     | key                                  | value                      |
 //! |-------------------|--------------------------------------|----------------------------|
-//! | column family     | key                                  | value                      |
-//! |-------------------|--------------------------------------|----------------------------|
 //! | `blocks`          | height (u64 BE)                      | header + transaction hashes |
 //! | `block_hashes`    | block hash                           | height (u64 BE)            |
 //! | `transactions`    | height (u64 BE) ‖ index (u32 BE)     | signed tx, receipt         |
@@ -573,8 +571,7 @@ impl Store {
         before: Option<HistoryCursor>,
         limit: usize,
     ) -> Result<Vec<TxRecord>> {
-        let mut at = Vec::new();
-        self.history_positions(address, before, limit, &mut at)?;
+        let at = self.history_positions(address, before, limit)?;
         let cf = self.cf(CF_TRANSACTIONS)?;
         let keys = at.iter().map(|c| (cf, tx_key(c.height, c.index)));
         let mut out = Vec::with_capacity(at.len());
@@ -590,8 +587,7 @@ impl Store {
         address: &Address,
         before: Option<HistoryCursor>,
         limit: usize,
-        out: &mut Vec<HistoryCursor>,
-    ) -> Result<()> {
+    ) -> Result<Vec<HistoryCursor>> {
         // Keys hold inverted heights: newest first is a forward scan within
         // the address's prefix; each entry lists a block's indexes newest
         // first.
@@ -603,6 +599,7 @@ impl Store {
             ro,
             IteratorMode::From(&start, Direction::Forward),
         );
+        let mut out = Vec::new();
         'entries: for item in iter {
             let (k, v) = item?;
             if k.len() != 40 || k[..32] != address.0 {
@@ -632,7 +629,7 @@ impl Store {
                 out.push(cursor);
             }
         }
-        Ok(())
+        Ok(out)
     }
 
     /// Every state entry, in key order (for tests and audits; costs a full scan).
