@@ -218,6 +218,22 @@ fn power_units(stake: sou_types::Amount) -> u64 {
 }
 
 /// The ledger's validator set of an epoch, as consensus weighs it.
+/// Whether a block proposed in `p.view` names that view's leader as its
+/// proposer. Consensus checks that the proposal is signed by the leader;
+/// the header's `proposer` is what the ledger credits with the block (the
+/// downtime rule jails validators that propose nothing), so a leader must
+/// not name someone else. `operators` are the epoch's operators in the
+/// order of `set`.
+fn names_leader(
+    header: &sou_types::BlockHeader,
+    p: &Proposal,
+    set: &ValidatorSet,
+    operators: &[Address],
+) -> bool {
+    let leader = set.leader(p.view) as usize;
+    operators.get(leader) == Some(&header.proposer)
+}
+
 fn consensus_set(set: &sou_ledger::state::ValidatorSet) -> ValidatorSet {
     ValidatorSet::new(
         set.epoch,
@@ -315,6 +331,9 @@ struct ChainApp<'a> {
     proposed_at: &'a mut HashMap<Digest, Instant>,
     blocks_to_log: &'a mut Vec<Block>,
     proposer: Address,
+    /// The epoch's validator set and its operators, in the same order.
+    set: &'a ValidatorSet,
+    operators: &'a [Address],
     cfg: &'a NodeConfig,
     last_block_ms: u64,
     epoch_end: u64,
@@ -542,15 +561,22 @@ impl Application for ChainApp<'_> {
             self.seals.insert(p.payload, end);
             return Verdict::Valid;
         }
+        let set = self.set;
         if let Some(b) = self.pending.get(&p.payload) {
-            return (b.block.header.height == p.height && b.block.header.parent == p.parent).into();
+            let h = &b.block.header;
+            return (h.height == p.height
+                && h.parent == p.parent
+                && names_leader(h, p, set, self.operators))
+            .into();
         }
         let Some(block) = self.body(&p.payload).cloned() else {
             // Not arrived yet (it may be on its way): ask peers for it too.
             self.missing.insert(p.payload);
             return Verdict::Later;
         };
-        if block.header.height != p.height || block.header.parent != p.parent {
+        let h = &block.header;
+        if h.height != p.height || h.parent != p.parent || !names_leader(h, p, set, self.operators)
+        {
             return Verdict::Invalid;
         }
         if block.header.timestamp_ms > now_ms().saturating_add(MAX_CLOCK_DRIFT_MS) {
@@ -617,6 +643,10 @@ struct Driver {
     cfg: NodeConfig,
     key: Keypair,
     proposer: Address,
+    /// The engine's validator set (a copy, for checks made while the
+    /// engine is busy) and the validators' operators, in the same order.
+    set: ValidatorSet,
+    operators: Vec<Address>,
     engine: Engine,
     epoch_end: u64,
     wal: Wal,
@@ -662,13 +692,14 @@ struct Driver {
 
 impl Driver {
     /// The engine for the epoch of the block after the tip, recovered from
-    /// the WAL records.
+    /// the WAL records; the height where the epoch ends; this node's
+    /// operator address (zero if it is not in the set); the set's operators.
     fn engine_for_tip(
         shared: &Shared,
         cfg: &NodeConfig,
         key: &Keypair,
         records: &[WalRecord],
-    ) -> Result<(Engine, u64, Address)> {
+    ) -> Result<(Engine, u64, Address, Vec<Address>)> {
         let ledger = &shared.ledger;
         let tip = ledger.tip();
         let length = ledger.params().epoch_length_blocks.max(1);
@@ -716,7 +747,8 @@ impl Driver {
                 finalization,
             },
         );
-        Ok((engine, (epoch + 1) * length, proposer))
+        let operators = set.validators.iter().map(|v| v.operator).collect();
+        Ok((engine, (epoch + 1) * length, proposer, operators))
     }
 
     fn handle(&mut self, input: Input) -> Result<()> {
@@ -737,6 +769,8 @@ impl Driver {
                 proposed_at: &mut self.proposed_at,
                 blocks_to_log: &mut blocks_to_log,
                 proposer: self.proposer,
+                set: &self.set,
+                operators: &self.operators,
                 cfg: &self.cfg,
                 last_block_ms: self.last_block_ms,
                 epoch_end: self.epoch_end,
@@ -1009,7 +1043,7 @@ impl Driver {
     /// ledger elected.
     fn next_epoch(&mut self) -> Result<()> {
         self.wal.compact(&[])?;
-        let (engine, epoch_end, proposer) =
+        let (engine, epoch_end, proposer, operators) =
             Self::engine_for_tip(&self.shared, &self.cfg, &self.key, &[])?;
         info!(
             epoch = engine.epoch(),
@@ -1020,6 +1054,8 @@ impl Driver {
         self.epoch_end = epoch_end;
         self.seals.clear();
         self.proposer = proposer;
+        self.operators = operators;
+        self.set = self.engine.validator_set().clone();
         self.timers.clear();
         self.handle(Input::Start)
     }
@@ -1551,7 +1587,8 @@ pub async fn start(home: &Path) -> Result<()> {
         max_tx_bytes,
         p2p.clone(),
     ));
-    let (engine, epoch_end, proposer) = Driver::engine_for_tip(&shared, &cfg, &key, &records)?;
+    let (engine, epoch_end, proposer, operators) =
+        Driver::engine_for_tip(&shared, &cfg, &key, &records)?;
     lock(&shared.info).is_validator = engine.me().is_some();
     let logged_blocks = records
         .iter()
@@ -1565,6 +1602,8 @@ pub async fn start(home: &Path) -> Result<()> {
         cfg: cfg.clone(),
         key,
         proposer,
+        operators,
+        set: engine.validator_set().clone(),
         engine,
         epoch_end,
         wal,
@@ -1706,6 +1745,42 @@ mod tests {
             m.block_signatures_verified.get(),
             m.block_signatures_reused.get(),
         )
+    }
+
+    #[test]
+    fn a_block_must_name_its_views_leader_as_proposer() {
+        let f = fixture(16 * 1024);
+        let keys: Vec<Keypair> = (0..4)
+            .map(|i| Keypair::derive_insecure(9, &format!("validator {i}")))
+            .collect();
+        let operators: Vec<Address> = keys.iter().map(Keypair::address).collect();
+        let set = ValidatorSet::new(0, keys.iter().map(|k| (k.public(), 10)).collect());
+        let mut header = block_of(&f, vec![]).header;
+        let proposal = |view| Proposal {
+            epoch: 0,
+            view,
+            parent_view: 0,
+            parent: header.parent,
+            height: header.height,
+            payload: Digest::ZERO,
+        };
+        // Over a few views the leader changes; only its operator passes.
+        let mut leaders = HashSet::new();
+        for view in 1..=16 {
+            let p = proposal(view);
+            let leader = set.leader(view) as usize;
+            leaders.insert(leader);
+            for (i, op) in operators.iter().enumerate() {
+                header.proposer = *op;
+                assert_eq!(names_leader(&header, &p, &set, &operators), i == leader);
+            }
+            header.proposer = Address([7; 32]);
+            assert!(!names_leader(&header, &p, &set, &operators));
+            // Without the operators (a set this node does not know), nothing passes.
+            header.proposer = operators[leader];
+            assert!(!names_leader(&header, &p, &set, &[]));
+        }
+        assert!(leaders.len() > 1, "the leader never changed: {leaders:?}");
     }
 
     #[test]
