@@ -217,7 +217,6 @@ fn power_units(stake: sou_types::Amount) -> u64 {
     u64::try_from(whole).unwrap_or(u64::MAX).max(1)
 }
 
-/// The ledger's validator set of an epoch, as consensus weighs it.
 /// Whether a block proposed in `p.view` names that view's leader as its
 /// proposer. Consensus checks that the proposal is signed by the leader;
 /// the header's `proposer` is what the ledger credits with the block (the
@@ -234,6 +233,7 @@ fn names_leader(
     operators.get(leader) == Some(&header.proposer)
 }
 
+/// The ledger's validator set of an epoch, as consensus weighs it.
 fn consensus_set(set: &sou_ledger::state::ValidatorSet) -> ValidatorSet {
     ValidatorSet::new(
         set.epoch,
