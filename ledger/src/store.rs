@@ -9,7 +9,7 @@
 //! | `tx_index`        | tx hash                              | height (u64 BE) ‖ index (u32 BE) |
 //! | `address_history` | address ‖ !height BE                 | index (u32 BE)…, newest first |
 //! | `state`           | [`StateKey::encode`]                 | the record, borsh          |
-//! | `meta`            | `schema`, `tip`, `lthash`            | layout version, tip height and hash, LtHash |
+//! | `meta`            | `schema`, `tip`, `lthash`, `indexed_to` | layout version, tip height and hash, LtHash, last height whose index entries are written |
 //! | `finality`        | height (u64 BE)                      | the proof the block is final (consensus's certificate, opaque here) |
 //!
 //! Big-endian heights make RocksDB's byte order the chain's order; address
@@ -29,6 +29,22 @@
 //! The other writes of a block go into the batch sorted by key within each
 //! column family: RocksDB's memtable skip list then finds each insert
 //! position next to the previous one.
+//!
+//! # The two indexes are written in chunks
+//! `tx_index` and `address_history` are keyed by random hashes and
+//! addresses, and RocksDB's skip-list memtables pay for random keys twice:
+//! on insert, and again when a flush sorts them (measured: the two indexes
+//! cost about half of the whole process's CPU per block). So a block's index
+//! entries are held in memory ([`RecentIndex`]) and written to RocksDB every
+//! [`INDEX_CHUNK_BLOCKS`] blocks, in the batch of the block that closes the
+//! chunk, together with `meta/indexed_to`. Those two column families use
+//! vector memtables (an append per insert, one `std::sort` at flush), and
+//! each chunk's memtable is switched out at once, so a read never meets a
+//! mutable vector memtable (RocksDB copies and sorts one on every read).
+//! Reads look in memory first, then in RocksDB up to `indexed_to`. After a
+//! crash the entries of blocks above `indexed_to` are rebuilt from the
+//! blocks' transaction records when the store opens: nothing is lost, and
+//! the block's batch stays the only thing that makes it durable.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -68,9 +84,19 @@ const ALL_CFS: [&str; 8] = [
 const META_TIP: &[u8] = b"tip";
 const META_LTHASH: &[u8] = b"lthash";
 const META_SCHEMA: &[u8] = b"schema";
+const META_INDEXED_TO: &[u8] = b"indexed_to";
 /// The layout above. A database written before the layout had a version
 /// (transactions keyed by hash) has a tip and no `schema`: version 1.
-const SCHEMA_VERSION: u32 = 2;
+/// Version 2 wrote every block's index entries with the block: it reads as
+/// version 3 with `indexed_to` at the tip, and is marked 3 when opened.
+const SCHEMA_VERSION: u32 = 3;
+
+/// Blocks whose index entries are held in memory before they are written
+/// to RocksDB together.
+pub const INDEX_CHUNK_BLOCKS: u64 = 16;
+/// Index entries (transactions plus history entries) held in memory at
+/// most: a chunk closes early when a block would take it past this.
+pub const INDEX_CHUNK_ENTRIES: usize = 262_144;
 
 /// A block as stored: its header and its transactions' hashes (the
 /// transactions themselves live in `transactions`, once each, under the
@@ -245,12 +271,112 @@ struct CfIds {
     meta: u32,
 }
 
+/// Index entries of the blocks above `indexed_to`, not yet in RocksDB (see
+/// the module docs).
+#[derive(Debug, Default)]
+struct RecentIndex {
+    /// Every block up to this height has its index entries in RocksDB.
+    indexed_to: u64,
+    /// Transaction hash to position (height, index).
+    txs: HashMap<TxHash, (u64, u32), foldhash::fast::RandomState>,
+    /// Per address: (height, its transactions' indexes newest first),
+    /// heights ascending.
+    history: HashMap<Address, Vec<(u64, Vec<u32>)>, foldhash::fast::RandomState>,
+    history_entries: usize,
+}
+
+/// One block's index entries: its transactions' hashes in block order, and
+/// each involved address with its transactions' indexes, newest first.
+struct BlockIndex {
+    txs: Vec<TxHash>,
+    history: Vec<(Address, Vec<u32>)>,
+}
+
+impl BlockIndex {
+    fn of<'a>(txs: impl Iterator<Item = (&'a SignedTransaction, TxHash)>) -> BlockIndex {
+        let mut hashes = Vec::new();
+        // Every (address, index) the block involves, grouped by address with
+        // the newest index first: one history entry per address.
+        let mut involved: Vec<(Address, u32)> = Vec::new();
+        for (i, (tx, hash)) in txs.enumerate() {
+            let index = i as u32;
+            hashes.push(hash);
+            let start = involved.len();
+            involved.push((tx.tx.sender, index));
+            for addr in tx.tx.payload.counterparties() {
+                if !involved[start..].iter().any(|(a, _)| *a == addr) {
+                    involved.push((addr, index));
+                }
+            }
+        }
+        involved.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        let history = involved
+            .chunk_by(|a, b| a.0 == b.0)
+            .map(|group| (group[0].0, group.iter().map(|(_, i)| *i).collect()))
+            .collect();
+        BlockIndex {
+            txs: hashes,
+            history,
+        }
+    }
+
+    fn entries(&self) -> usize {
+        self.txs.len() + self.history.len()
+    }
+}
+
+impl RecentIndex {
+    fn entries(&self) -> usize {
+        self.txs.len() + self.history_entries
+    }
+
+    fn add(&mut self, height: u64, block: BlockIndex) {
+        for (i, hash) in block.txs.into_iter().enumerate() {
+            self.txs.insert(hash, (height, i as u32));
+        }
+        self.history_entries += block.history.len();
+        for (addr, indexes) in block.history {
+            self.history
+                .entry(addr)
+                .or_default()
+                .push((height, indexes));
+        }
+    }
+
+    /// Puts every entry held into `batch` and marks the chunk written up
+    /// to `height`.
+    fn write(&self, batch: &mut BatchEncoder, ids: &CfIds, height: u64) -> Result<()> {
+        for (hash, (h, i)) in &self.txs {
+            batch.put(ids.tx_index, &hash.0, &tx_key(*h, *i))?;
+        }
+        let mut buf = Vec::new();
+        for (addr, blocks) in &self.history {
+            for (h, indexes) in blocks {
+                buf.clear();
+                for index in indexes {
+                    buf.extend_from_slice(&index.to_be_bytes());
+                }
+                batch.put(ids.history, &history_key(addr, *h), &buf)?;
+            }
+        }
+        batch.put(ids.meta, META_INDEXED_TO, &height.to_be_bytes())
+    }
+
+    fn clear(&mut self, indexed_to: u64) {
+        self.txs.clear();
+        self.history.clear();
+        self.history_entries = 0;
+        self.indexed_to = indexed_to;
+    }
+}
+
 #[derive(Debug)]
 pub struct Store {
     db: DB,
     ids: CfIds,
     cache: Mutex<StateReadCache>,
     lanes: LanesMemo,
+    recent: Mutex<RecentIndex>,
 }
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> Error {
@@ -298,7 +424,7 @@ impl Store {
             meta: id(CF_META)?,
         };
         check_schema(&db)?;
-        Ok(Store {
+        let store = Store {
             db,
             ids,
             cache: Mutex::new(StateReadCache {
@@ -310,11 +436,85 @@ impl Store {
             } else {
                 DEFAULT_LANES_MEMO_ENTRIES
             }),
-        })
+            recent: Mutex::new(RecentIndex::default()),
+        };
+        store.rebuild_recent_index()?;
+        Ok(store)
     }
 
-    /// Flushes every memtable to SST files (tests use it to read from disk).
+    /// Rebuilds the index entries of the blocks above `meta/indexed_to`
+    /// (held in memory when the process stopped) from their records.
+    fn rebuild_recent_index(&self) -> Result<()> {
+        let Some(tip) = self.tip()? else {
+            return Ok(());
+        };
+        // Written with genesis (and by the upgrade from layout 2); were it
+        // missing, rebuilding from the first block is still right.
+        let indexed_to = match self.db.get_cf(self.cf(CF_META)?, META_INDEXED_TO)? {
+            None => 0,
+            Some(b) => u64::from_be_bytes(
+                b.as_slice()
+                    .try_into()
+                    .map_err(|_| corrupt("indexed_to", "not 8 bytes"))?,
+            ),
+        };
+        if indexed_to > tip.height {
+            return Err(corrupt(
+                "indexed_to",
+                format!("{indexed_to} is above the tip {}", tip.height),
+            ));
+        }
+        let mut recent = self.lock_recent();
+        recent.clear(indexed_to);
+        for height in indexed_to + 1..=tip.height {
+            let count = self
+                .stored_block(height)?
+                .ok_or_else(|| corrupt("blocks", format!("block {height} is missing")))?
+                .tx_hashes
+                .len();
+            let records = self.block_records(height, count)?;
+            let block = BlockIndex::of(records.iter().map(|r| (&r.tx, r.receipt.tx_hash)));
+            recent.add(height, block);
+        }
+        Ok(())
+    }
+
+    fn lock_recent(&self) -> std::sync::MutexGuard<'_, RecentIndex> {
+        // Entries are added whole and the chunk is cleared only after it
+        // is written: a panic elsewhere leaves nothing half done.
+        self.recent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Starts flushing the index column families' memtables, which hold
+    /// exactly the chunk just written: the switch to new, empty memtables
+    /// happens now; the flush (one sort) runs in the background.
+    fn switch_index_memtables(&self) -> Result<()> {
+        let mut fo = rocksdb::FlushOptions::default();
+        fo.set_wait(false);
+        for name in [CF_TX_INDEX, CF_HISTORY] {
+            self.db.flush_cf_opt(self.cf(name)?, &fo)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the index entries held in memory, then flushes every memtable
+    /// to SST files (tests use it to read from disk; the ledger bench, so
+    /// that its figures include every write).
     pub fn flush(&self) -> Result<()> {
+        {
+            let mut recent = self.lock_recent();
+            if recent.entries() > 0 {
+                let tip = self.tip()?.map_or(0, |t| t.height);
+                let mut batch = BatchEncoder::with_capacity(recent.entries() * 64);
+                recent.write(&mut batch, &self.ids, tip)?;
+                let mut wo = WriteOptions::default();
+                wo.set_sync(true);
+                self.db.write_opt(batch.finish(), &wo)?;
+                recent.clear(tip);
+            }
+        }
         for name in ALL_CFS {
             self.db.flush_cf(self.cf(name)?)?;
         }
@@ -390,36 +590,7 @@ impl Store {
                 .map_err(|e| corrupt("transaction record", e))?;
             batch.put(ids.transactions, &tx_key(height, i as u32), &buf)?;
         }
-        let mut order: Vec<usize> = (0..pairs.len()).collect();
-        order.sort_unstable_by_key(|&i| pairs[i].1.tx_hash.0);
-        for i in order {
-            batch.put(
-                ids.tx_index,
-                &pairs[i].1.tx_hash.0,
-                &tx_key(height, i as u32),
-            )?;
-        }
-        // Every (address, index) the block involves, grouped by address with
-        // the newest index first: one history entry per address.
-        let mut involved: Vec<(Address, u32)> = Vec::with_capacity(pairs.len() * 2);
-        for (i, (tx, _)) in pairs.iter().enumerate() {
-            let index = i as u32;
-            let start = involved.len();
-            involved.push((tx.tx.sender, index));
-            for addr in tx.tx.payload.counterparties() {
-                if !involved[start..].iter().any(|(a, _)| *a == addr) {
-                    involved.push((addr, index));
-                }
-            }
-        }
-        involved.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
-        for group in involved.chunk_by(|a, b| a.0 == b.0) {
-            buf.clear();
-            for (_, index) in group {
-                buf.extend_from_slice(&index.to_be_bytes());
-            }
-            batch.put(ids.history, &history_key(&group[0].0, height), &buf)?;
-        }
+        let index = BlockIndex::of(pairs.iter().map(|(tx, r)| (*tx, r.tx_hash)));
         // Already sorted by key.
         for (key, value) in &executed.writes {
             match value {
@@ -431,7 +602,28 @@ impl Store {
         batch.put(ids.meta, META_TIP, &encode(&Tip { height, hash }))?;
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
-        self.db.write_opt(batch.finish(), &wo)?;
+        // Readers take the recent entries and `indexed_to` together, then
+        // read RocksDB up to `indexed_to`: the lock is held across a write
+        // that closes a chunk so they never see an entry twice or not at
+        // all. Commits are serialised by the caller.
+        let mut recent = self.lock_recent();
+        let closes_chunk = height >= recent.indexed_to + INDEX_CHUNK_BLOCKS
+            || recent.entries() + index.entries() > INDEX_CHUNK_ENTRIES;
+        if height == 0 {
+            batch.put(ids.meta, META_INDEXED_TO, &0u64.to_be_bytes())?;
+        }
+        if closes_chunk {
+            recent.add(height, index);
+            recent.write(&mut batch, &ids, height)?;
+            self.db.write_opt(batch.finish(), &wo)?;
+            recent.clear(height);
+            drop(recent);
+            self.switch_index_memtables()?;
+        } else {
+            drop(recent);
+            self.db.write_opt(batch.finish(), &wo)?;
+            self.lock_recent().add(height, index);
+        }
         let mut cache = self.lock_cache();
         for (key, value) in &executed.writes {
             cache.insert(key.clone(), value.clone());
@@ -524,8 +716,13 @@ impl Store {
     }
 
     pub fn transaction(&self, hash: &TxHash) -> Result<Option<TxRecord>> {
-        let Some(at) = self.db.get_cf(self.cf(CF_TX_INDEX)?, hash.0)? else {
-            return Ok(None);
+        let recent = self.lock_recent().txs.get(hash).copied();
+        let at = match recent {
+            Some((height, index)) => tx_key(height, index).to_vec(),
+            None => match self.db.get_cf(self.cf(CF_TX_INDEX)?, hash.0)? {
+                Some(at) => at,
+                None => return Ok(None),
+            },
         };
         if at.len() != 12 {
             return Err(corrupt("transaction index", "not 12 bytes"));
@@ -588,10 +785,34 @@ impl Store {
         before: Option<HistoryCursor>,
         limit: usize,
     ) -> Result<Vec<HistoryCursor>> {
-        // Keys hold inverted heights: newest first is a forward scan within
-        // the address's prefix; each entry lists a block's indexes newest
-        // first.
-        let start = history_key(address, before.map_or(u64::MAX, |c| c.height));
+        let skip =
+            |c: &HistoryCursor| before.is_some_and(|b| (c.height, c.index) >= (b.height, b.index));
+        let mut out = Vec::new();
+        // The newest entries, held in memory, first.
+        let indexed_to = {
+            let recent = self.lock_recent();
+            let blocks = recent.history.get(address).map_or(&[][..], Vec::as_slice);
+            for (height, indexes) in blocks.iter().rev() {
+                for index in indexes {
+                    let cursor = HistoryCursor {
+                        height: *height,
+                        index: *index,
+                    };
+                    if out.len() >= limit {
+                        return Ok(out);
+                    }
+                    if !skip(&cursor) {
+                        out.push(cursor);
+                    }
+                }
+            }
+            recent.indexed_to
+        };
+        // Then RocksDB's, up to `indexed_to`. Keys hold inverted heights:
+        // newest first is a forward scan within the address's prefix; each
+        // entry lists a block's indexes newest first.
+        let from = before.map_or(indexed_to, |c| c.height.min(indexed_to));
+        let start = history_key(address, from);
         let mut ro = ReadOptions::default();
         ro.set_prefix_same_as_start(true);
         let iter = self.db.iterator_cf_opt(
@@ -599,7 +820,6 @@ impl Store {
             ro,
             IteratorMode::From(&start, Direction::Forward),
         );
-        let mut out = Vec::new();
         'entries: for item in iter {
             let (k, v) = item?;
             if k.len() != 40 || k[..32] != address.0 {
@@ -623,10 +843,9 @@ impl Store {
                     height: !inv_height,
                     index,
                 };
-                if before.is_some_and(|b| (cursor.height, cursor.index) >= (b.height, b.index)) {
-                    continue;
+                if !skip(&cursor) {
+                    out.push(cursor);
                 }
-                out.push(cursor);
             }
         }
         Ok(out)
@@ -709,8 +928,10 @@ impl StateReader for Store {
 /// about 0.5 µs on the committing thread, but the cost comes back when the
 /// memtable is flushed: the flush sorts every entry, on a background thread,
 /// at about the price the insert saved (measured with `cargo bench -p
-/// sou-ledger --bench execute`, whose whole-process CPU figure includes it). Lookups by key and scans within one prefix (one address's
-/// history) stay fast; a scan across prefixes needs `total_order_seek`.
+/// sou-ledger --bench execute`, whose whole-process CPU figure includes it).
+/// Lookups by key and scans within one prefix (one address's history) stay
+/// fast; a scan across prefixes needs `total_order_seek`. The two indexes,
+/// written a chunk at a time, use vector memtables instead (module docs).
 fn cf_options(name: &str) -> Options {
     let mut o = Options::default();
     o.set_write_buffer_size(64 << 20);
@@ -732,7 +953,14 @@ fn cf_options(name: &str) -> Options {
         // skip list is at its best.
         _ => None,
     };
-    if let Some(p) = prefix {
+    if name == CF_TX_INDEX || name == CF_HISTORY {
+        // Written a chunk at a time and switched out at once (see the
+        // module docs): appends, and one sort per flush.
+        if let Some(p) = prefix {
+            o.set_prefix_extractor(p);
+        }
+        o.set_memtable_factory(MemtableFactory::Vector);
+    } else if let Some(p) = prefix {
         o.set_prefix_extractor(p);
         o.set_memtable_factory(MemtableFactory::HashSkipList {
             bucket_count: 1 << 18,
@@ -772,6 +1000,24 @@ fn check_schema(db: &DB) -> Result<()> {
             SCHEMA_VERSION
         }
     };
+    if found == 2 {
+        // Every index entry is in RocksDB: indexed up to the tip.
+        let tip: Option<Tip> = match db.get_cf(meta, META_TIP)? {
+            Some(b) => Some(borsh::from_slice(&b).map_err(|e| corrupt("tip", e))?),
+            None => None,
+        };
+        let mut batch = WriteBatch::default();
+        batch.put_cf(meta, META_SCHEMA, SCHEMA_VERSION.to_be_bytes());
+        batch.put_cf(
+            meta,
+            META_INDEXED_TO,
+            tip.map_or(0, |t| t.height).to_be_bytes(),
+        );
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        db.write_opt(batch, &wo)?;
+        return Ok(());
+    }
     if found != SCHEMA_VERSION {
         return Err(corrupt(
             "database layout",
@@ -820,6 +1066,36 @@ mod tests {
             err.contains("remove the node's database directory"),
             "{err}"
         );
+    }
+
+    /// A database of layout 2 (every index entry written with its block)
+    /// opens, marked as layout 3 and indexed up to its tip.
+    #[test]
+    fn a_layout_2_database_is_upgraded_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let meta = store.cf(CF_META).unwrap();
+        let tip = Tip {
+            height: 7,
+            hash: BlockHash::ZERO,
+        };
+        store.db.put_cf(meta, META_TIP, encode(&tip)).unwrap();
+        store
+            .db
+            .put_cf(meta, META_SCHEMA, 2u32.to_be_bytes())
+            .unwrap();
+        store.db.delete_cf(meta, META_INDEXED_TO).unwrap();
+        // Opening builds nothing in memory: the blocks are all indexed.
+        check_schema(&store.db).unwrap();
+        let get = |key: &[u8]| store.db.get_cf(meta, key).unwrap();
+        assert_eq!(
+            get(META_SCHEMA),
+            Some(SCHEMA_VERSION.to_be_bytes().to_vec())
+        );
+        assert_eq!(get(META_INDEXED_TO), Some(7u64.to_be_bytes().to_vec()));
+        store.rebuild_recent_index().unwrap();
+        assert_eq!(store.lock_recent().indexed_to, 7);
+        assert_eq!(store.lock_recent().entries(), 0);
     }
 
     /// The encoder writes exactly the bytes RocksDB's own batch calls do,

@@ -134,6 +134,28 @@ fn killed_mid_commit_reopens_at_the_last_committed_block() {
             tip,
             "round {round}: a different chain was recovered"
         );
+        // The indexes too: the entries held in memory when the child died
+        // are rebuilt from the blocks.
+        let (store, fresh) = (c.ledger.store(), replica.ledger.store());
+        for height in 1..=tip.height {
+            let block = fresh.block(height).unwrap().unwrap();
+            for (i, tx) in block.transactions.iter().enumerate() {
+                let r = store.receipt(&tx.hash()).unwrap();
+                assert_eq!(
+                    r.map(|r| (r.height, r.index)),
+                    Some((height, i as u32)),
+                    "round {round}"
+                );
+            }
+        }
+        for user in [0, USERS - 1] {
+            let who = c.addr(user);
+            assert_eq!(
+                store.history(&who, None, 100_000).unwrap(),
+                fresh.history(&who, None, 100_000).unwrap(),
+                "round {round}"
+            );
+        }
         base = tip.height;
         drop(c);
     }
