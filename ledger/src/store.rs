@@ -48,7 +48,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 
 use borsh::{BorshDeserialize, BorshSerialize};
 use rocksdb::{
@@ -376,7 +376,12 @@ pub struct Store {
     ids: CfIds,
     cache: Mutex<StateReadCache>,
     lanes: LanesMemo,
-    recent: Mutex<RecentIndex>,
+    /// Readers hold it (read) across their RocksDB reads of the two
+    /// indexes; a commit that closes a chunk holds it (write) from its
+    /// write until the memtables are switched. So no read ever reaches a
+    /// mutable vector memtable holding a chunk (RocksDB would copy and sort
+    /// it for every such read), and none sees an entry twice or not at all.
+    recent: RwLock<RecentIndex>,
 }
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> Error {
@@ -436,7 +441,7 @@ impl Store {
             } else {
                 DEFAULT_LANES_MEMO_ENTRIES
             }),
-            recent: Mutex::new(RecentIndex::default()),
+            recent: RwLock::new(RecentIndex::default()),
         };
         store.rebuild_recent_index()?;
         Ok(store)
@@ -479,11 +484,17 @@ impl Store {
         Ok(())
     }
 
-    fn lock_recent(&self) -> std::sync::MutexGuard<'_, RecentIndex> {
-        // Entries are added whole and the chunk is cleared only after it
-        // is written: a panic elsewhere leaves nothing half done.
+    // Entries are added whole and a chunk is cleared only after it is
+    // written: a panic elsewhere leaves nothing half done.
+    fn lock_recent(&self) -> std::sync::RwLockWriteGuard<'_, RecentIndex> {
         self.recent
-            .lock()
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn read_recent(&self) -> std::sync::RwLockReadGuard<'_, RecentIndex> {
+        self.recent
+            .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
@@ -602,10 +613,7 @@ impl Store {
         batch.put(ids.meta, META_TIP, &encode(&Tip { height, hash }))?;
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
-        // Readers take the recent entries and `indexed_to` together, then
-        // read RocksDB up to `indexed_to`: the lock is held across a write
-        // that closes a chunk so they never see an entry twice or not at
-        // all. Commits are serialised by the caller.
+        // See `Store::recent`. Commits are serialised by the caller.
         let mut recent = self.lock_recent();
         let closes_chunk = height >= recent.indexed_to + INDEX_CHUNK_BLOCKS
             || recent.entries() + index.entries() > INDEX_CHUNK_ENTRIES;
@@ -617,8 +625,8 @@ impl Store {
             recent.write(&mut batch, &ids, height)?;
             self.db.write_opt(batch.finish(), &wo)?;
             recent.clear(height);
-            drop(recent);
             self.switch_index_memtables()?;
+            drop(recent);
         } else {
             drop(recent);
             self.db.write_opt(batch.finish(), &wo)?;
@@ -716,14 +724,15 @@ impl Store {
     }
 
     pub fn transaction(&self, hash: &TxHash) -> Result<Option<TxRecord>> {
-        let recent = self.lock_recent().txs.get(hash).copied();
-        let at = match recent {
+        let recent = self.read_recent();
+        let at = match recent.txs.get(hash).copied() {
             Some((height, index)) => tx_key(height, index).to_vec(),
             None => match self.db.get_cf(self.cf(CF_TX_INDEX)?, hash.0)? {
                 Some(at) => at,
                 None => return Ok(None),
             },
         };
+        drop(recent);
         if at.len() != 12 {
             return Err(corrupt("transaction index", "not 12 bytes"));
         }
@@ -789,8 +798,8 @@ impl Store {
             |c: &HistoryCursor| before.is_some_and(|b| (c.height, c.index) >= (b.height, b.index));
         let mut out = Vec::new();
         // The newest entries, held in memory, first.
+        let recent = self.read_recent();
         let indexed_to = {
-            let recent = self.lock_recent();
             let blocks = recent.history.get(address).map_or(&[][..], Vec::as_slice);
             for (height, indexes) in blocks.iter().rev() {
                 for index in indexes {
@@ -960,6 +969,8 @@ fn cf_options(name: &str) -> Options {
             o.set_prefix_extractor(p);
         }
         o.set_memtable_factory(MemtableFactory::Vector);
+        // A chunk's switch does not wait for the previous chunk's flush.
+        o.set_max_write_buffer_number(4);
     } else if let Some(p) = prefix {
         o.set_prefix_extractor(p);
         o.set_memtable_factory(MemtableFactory::HashSkipList {
