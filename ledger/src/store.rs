@@ -323,6 +323,22 @@ impl BlockIndex {
     fn entries(&self) -> usize {
         self.txs.len() + self.history.len()
     }
+
+    /// Puts the block's entries into `batch`.
+    fn write(&self, batch: &mut BatchEncoder, ids: &CfIds, height: u64) -> Result<()> {
+        for (i, hash) in self.txs.iter().enumerate() {
+            batch.put(ids.tx_index, &hash.0, &tx_key(height, i as u32))?;
+        }
+        let mut buf = Vec::new();
+        for (addr, indexes) in &self.history {
+            buf.clear();
+            for index in indexes {
+                buf.extend_from_slice(&index.to_be_bytes());
+            }
+            batch.put(ids.history, &history_key(addr, height), &buf)?;
+        }
+        Ok(())
+    }
 }
 
 impl RecentIndex {
@@ -621,8 +637,9 @@ impl Store {
             batch.put(ids.meta, META_INDEXED_TO, &0u64.to_be_bytes())?;
         }
         if closes_chunk {
-            recent.add(height, index);
+            // Nothing held changes unless the write succeeds.
             recent.write(&mut batch, &ids, height)?;
+            index.write(&mut batch, &ids, height)?;
             self.db.write_opt(batch.finish(), &wo)?;
             recent.clear(height);
             self.switch_index_memtables()?;
