@@ -412,6 +412,81 @@ fn indexes_read_the_same_across_chunks_and_after_reopening() {
     check(&c, "reopened after the flush");
 }
 
+/// Readers running while commits close chunks always find a committed
+/// transaction where it is, and never see a history entry twice or out of
+/// order (the chunk's write and its memtable switch are one step to them).
+#[test]
+fn indexes_read_consistently_while_chunks_are_written() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+
+    let blocks = 3 * sou_ledger::store::INDEX_CHUNK_BLOCKS + 5;
+    let c = chain(3);
+    let payee = c.addr(1);
+    let batches: Vec<Vec<_>> = (0..blocks)
+        .map(|round| {
+            vec![
+                c.tx_nonce(c.user(0), round, transfer(payee, 1)),
+                c.tx_nonce(c.user(2), round, transfer(payee, 2)),
+            ]
+        })
+        .collect();
+    // (hash, height, index) of every committed transaction, appended once
+    // its commit has returned.
+    let committed: Mutex<Vec<(Hash, u64, u32)>> = Mutex::new(Vec::new());
+    let done = AtomicBool::new(false);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let ledger = &c.ledger;
+    let proposer = c.keys.validators[0].address();
+    let mut time_ms = c.time_ms;
+    let reads =
+        std::thread::scope(|scope| {
+            let readers: Vec<_> =
+                (0..2)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            let mut reads = 0u64;
+                            while !done.load(Ordering::Acquire) && Instant::now() < deadline {
+                                let known = committed.lock().unwrap().clone();
+                                let store = ledger.store();
+                                for (hash, height, index) in known.iter().rev().take(64) {
+                                    let r = store.receipt(hash).unwrap().expect("a committed tx");
+                                    assert_eq!((r.height, r.index), (*height, *index));
+                                    reads += 1;
+                                }
+                                let page = store.history(&payee, None, 10_000).unwrap();
+                                assert!(page.len() >= known.len());
+                                assert!(page.windows(2).all(|w| (w[0].0.height, w[0].0.index)
+                                    > (w[1].0.height, w[1].0.index)));
+                                reads += 1;
+                            }
+                            reads
+                        })
+                    })
+                    .collect();
+            for txs in batches {
+                let hashes: Vec<Hash> = txs.iter().map(|t| t.hash()).collect();
+                time_ms += 500;
+                let (executed, applied) = ledger
+                    .propose(txs, proposer, time_ms, &no_verified)
+                    .unwrap();
+                assert!(applied.invalid.is_empty(), "{:?}", applied.invalid);
+                ledger.commit(&executed).unwrap();
+                let height = executed.block.height();
+                let mut list = committed.lock().unwrap();
+                for (i, h) in hashes.into_iter().enumerate() {
+                    list.push((h, height, i as u32));
+                }
+            }
+            done.store(true, Ordering::Release);
+            readers.into_iter().map(|r| r.join().unwrap()).sum::<u64>()
+        });
+    assert!(reads > 0, "the readers read nothing");
+    let all = c.ledger.store().history(&payee, None, 10_000).unwrap();
+    assert_eq!(all.len() as u64, 2 * blocks);
+}
+
 /// No transaction verified beforehand, no evidence holds up.
 const CHECKS: sou_ledger::Checks<'static> = sou_ledger::Checks {
     verified: &|_, _| false,
