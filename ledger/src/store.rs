@@ -331,14 +331,27 @@ impl BlockIndex {
         }
         let mut buf = Vec::new();
         for (addr, indexes) in &self.history {
-            buf.clear();
-            for index in indexes {
-                buf.extend_from_slice(&index.to_be_bytes());
-            }
-            batch.put(ids.history, &history_key(addr, height), &buf)?;
+            put_history(batch, ids, &mut buf, addr, height, indexes)?;
         }
         Ok(())
     }
+}
+
+/// Puts one address's history entry for the block at `height`: its
+/// transactions' indexes, newest first, 4 bytes each (`buf` is reused).
+fn put_history(
+    batch: &mut BatchEncoder,
+    ids: &CfIds,
+    buf: &mut Vec<u8>,
+    addr: &Address,
+    height: u64,
+    indexes: &[u32],
+) -> Result<()> {
+    buf.clear();
+    for index in indexes {
+        buf.extend_from_slice(&index.to_be_bytes());
+    }
+    batch.put(ids.history, &history_key(addr, height), buf)
 }
 
 impl RecentIndex {
@@ -368,11 +381,7 @@ impl RecentIndex {
         let mut buf = Vec::new();
         for (addr, blocks) in &self.history {
             for (h, indexes) in blocks {
-                buf.clear();
-                for index in indexes {
-                    buf.extend_from_slice(&index.to_be_bytes());
-                }
-                batch.put(ids.history, &history_key(addr, *h), &buf)?;
+                put_history(batch, ids, &mut buf, addr, *h, indexes)?;
             }
         }
         batch.put(ids.meta, META_INDEXED_TO, &height.to_be_bytes())

@@ -579,7 +579,7 @@ impl Application for ChainApp<'_> {
         {
             return Verdict::Invalid;
         }
-        if block.header.timestamp_ms > now_ms().saturating_add(MAX_CLOCK_DRIFT_MS) {
+        if h.timestamp_ms > now_ms().saturating_add(MAX_CLOCK_DRIFT_MS) {
             return Verdict::Invalid;
         }
         match self.ancestry(p.parent) {
