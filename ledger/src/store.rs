@@ -9,7 +9,8 @@
 //! | `tx_index`        | tx hash                              | height (u64 BE) ‖ index (u32 BE) |
 //! | `address_history` | address ‖ !height BE                 | index (u32 BE)…, newest first |
 //! | `state`           | [`StateKey::encode`]                 | the record, borsh          |
-//! | `meta`            | `schema`, `tip`, `lthash`, `indexed_to` | layout version, tip height and hash, LtHash, last height whose index entries are written |
+//! | `state_changes`   | height (u64 BE)                      | the block's state writes, until its chunk is in `state` |
+//! | `meta`            | `schema`, `tip`, `lthash`, `indexed_to`, `state_to` | layout version, tip height and hash, LtHash, last height whose index entries (state writes) are in `tx_index` and `address_history` (`state`) |
 //! | `finality`        | height (u64 BE)                      | the proof the block is final (consensus's certificate, opaque here) |
 //!
 //! Big-endian heights make RocksDB's byte order the chain's order; address
@@ -45,6 +46,21 @@
 //! crash the entries of blocks above `indexed_to` are rebuilt from the
 //! blocks' transaction records when the store opens: nothing is lost, and
 //! the block's batch stays the only thing that makes it durable.
+//!
+//! # So is the state
+//! A block of transfers writes one state record per account it touches,
+//! also under random keys, and the same accounts again block after block.
+//! So the `state` column family is written in the same chunks: a block's
+//! batch holds its state writes as one value in `state_changes` (one
+//! memtable insert instead of one per account, and still durable with the
+//! block), and [`RecentState`] holds each key's latest value in memory.
+//! The block that closes a chunk writes those latest values into `state`
+//! (an account changed in every block of the chunk is written once), with
+//! `meta/state_to`, and deletes the chunk's `state_changes`. `state` uses a
+//! vector memtable switched out after each chunk, as the indexes do. Reads
+//! look in memory, then in the read cache, then in RocksDB; when the store
+//! opens, the held values are rebuilt from `state_changes` above
+//! `state_to`.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -69,9 +85,10 @@ const CF_TRANSACTIONS: &str = "transactions";
 const CF_TX_INDEX: &str = "tx_index";
 const CF_HISTORY: &str = "address_history";
 const CF_STATE: &str = "state";
+const CF_STATE_CHANGES: &str = "state_changes";
 const CF_META: &str = "meta";
 const CF_FINALITY: &str = "finality";
-const ALL_CFS: [&str; 8] = [
+const ALL_CFS: [&str; 9] = [
     CF_FINALITY,
     CF_BLOCKS,
     CF_BLOCK_HASHES,
@@ -79,24 +96,29 @@ const ALL_CFS: [&str; 8] = [
     CF_TX_INDEX,
     CF_HISTORY,
     CF_STATE,
+    CF_STATE_CHANGES,
     CF_META,
 ];
 const META_TIP: &[u8] = b"tip";
 const META_LTHASH: &[u8] = b"lthash";
 const META_SCHEMA: &[u8] = b"schema";
 const META_INDEXED_TO: &[u8] = b"indexed_to";
+const META_STATE_TO: &[u8] = b"state_to";
 /// The layout above. A database written before the layout had a version
 /// (transactions keyed by hash) has a tip and no `schema`: version 1.
-/// Version 2 wrote every block's index entries with the block: it reads as
-/// version 3 with `indexed_to` at the tip, and is marked 3 when opened.
-const SCHEMA_VERSION: u32 = 3;
+/// Version 2 wrote every block's index entries with the block, and version
+/// 3 every block's state writes: they read as version 4 with `indexed_to`
+/// (version 2) and `state_to` at the tip, and are marked 4 when opened.
+const SCHEMA_VERSION: u32 = 4;
 
-/// Blocks whose index entries are held in memory before they are written
-/// to RocksDB together.
+/// Blocks whose index entries and state writes are held in memory before
+/// they are written to RocksDB together.
 pub const INDEX_CHUNK_BLOCKS: u64 = 16;
 /// Index entries (transactions plus history entries) held in memory at
 /// most: a chunk closes early when a block would take it past this.
 pub const INDEX_CHUNK_ENTRIES: usize = 262_144;
+/// State keys written since the last chunk, held in memory at most.
+pub const STATE_CHUNK_ENTRIES: usize = 262_144;
 
 /// A block as stored: its header and its transactions' hashes (the
 /// transactions themselves live in `transactions`, once each, under the
@@ -156,8 +178,9 @@ pub const DEFAULT_STATE_CACHE_ENTRIES: usize = 262_144;
 
 /// Committed state entries recently read or written, so that executing a
 /// block reads the accounts it touches from memory, not from RocksDB. It
-/// holds exactly what RocksDB holds for the keys it has (commit updates it
-/// after the write succeeds), so it can never change a result.
+/// holds exactly what the `state` column family holds for the keys it has
+/// (the commit that writes a chunk updates it, and readers fill it under
+/// the lock that keeps that commit out), so it can never change a result.
 #[derive(Debug, Default)]
 struct StateReadCache {
     entries: HashMap<Vec<u8>, Option<Vec<u8>>, foldhash::fast::RandomState>,
@@ -268,6 +291,7 @@ struct CfIds {
     tx_index: u32,
     history: u32,
     state: u32,
+    state_changes: u32,
     meta: u32,
 }
 
@@ -395,6 +419,88 @@ impl RecentIndex {
     }
 }
 
+/// State writes of the blocks above `state_to`, not yet in the `state`
+/// column family (see the module docs).
+#[derive(Debug, Default)]
+struct RecentState {
+    /// Every block up to this height has its state writes in `state`.
+    state_to: u64,
+    /// Each key written since: its latest value (`None`: deleted).
+    latest: HashMap<Vec<u8>, Option<Vec<u8>>, foldhash::fast::RandomState>,
+}
+
+impl RecentState {
+    /// Puts every value held, then `block`'s writes (sorted by key, and
+    /// newer), into `state`; deletes the held blocks' `state_changes` and
+    /// marks the state written up to `height`.
+    fn write(
+        &self,
+        batch: &mut BatchEncoder,
+        ids: &CfIds,
+        height: u64,
+        block: &[(Vec<u8>, Option<Vec<u8>>)],
+    ) -> Result<()> {
+        let put = |batch: &mut BatchEncoder, key: &[u8], value: &Option<Vec<u8>>| match value {
+            Some(v) => batch.put(ids.state, key, v),
+            None => batch.delete(ids.state, key),
+        };
+        for (key, value) in &self.latest {
+            if block.binary_search_by(|(k, _)| k.cmp(key)).is_err() {
+                put(batch, key, value)?;
+            }
+        }
+        for (key, value) in block {
+            put(batch, key, value)?;
+        }
+        for h in self.state_to + 1..=height {
+            batch.delete(ids.state_changes, &h.to_be_bytes())?;
+        }
+        batch.put(ids.meta, META_STATE_TO, &height.to_be_bytes())
+    }
+
+    fn add(&mut self, block: &[(Vec<u8>, Option<Vec<u8>>)]) {
+        for (key, value) in block {
+            self.latest.insert(key.clone(), value.clone());
+        }
+    }
+
+    /// After [`RecentState::write`] succeeded: what was held and `block`'s
+    /// writes are in RocksDB now, and go to the read cache (which must not
+    /// keep the older values it may hold for these keys).
+    fn written(
+        &mut self,
+        cache: &mut StateReadCache,
+        height: u64,
+        block: &[(Vec<u8>, Option<Vec<u8>>)],
+    ) {
+        for (key, value) in self.latest.drain() {
+            cache.insert(key, value);
+        }
+        for (key, value) in block {
+            cache.insert(key.clone(), value.clone());
+        }
+        self.state_to = height;
+    }
+}
+
+/// What the blocks above the last chunk wrote, held in memory.
+#[derive(Debug, Default)]
+struct Recent {
+    index: RecentIndex,
+    state: RecentState,
+}
+
+impl Recent {
+    fn entries(&self) -> usize {
+        self.index.entries() + self.state.latest.len()
+    }
+
+    /// Every block up to this height has all it wrote in RocksDB.
+    fn written_to(&self) -> u64 {
+        self.index.indexed_to.min(self.state.state_to)
+    }
+}
+
 #[derive(Debug)]
 pub struct Store {
     db: DB,
@@ -402,11 +508,13 @@ pub struct Store {
     cache: Mutex<StateReadCache>,
     lanes: LanesMemo,
     /// Readers hold it (read) across their RocksDB reads of the two
-    /// indexes; a commit that closes a chunk holds it (write) from its
-    /// write until the memtables are switched. So no read ever reaches a
-    /// mutable vector memtable holding a chunk (RocksDB would copy and sort
-    /// it for every such read), and none sees an entry twice or not at all.
-    recent: RwLock<RecentIndex>,
+    /// indexes and of the state (and the read cache's update); a commit
+    /// that closes a chunk holds it (write) from its write until the
+    /// memtables are switched and the cache updated. So no read ever
+    /// reaches a mutable vector memtable holding a chunk (RocksDB would copy
+    /// and sort it for every such read), none sees an entry twice or not at
+    /// all, and no reader puts a value older than RocksDB's into the cache.
+    recent: RwLock<Recent>,
 }
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> Error {
@@ -451,6 +559,7 @@ impl Store {
             tx_index: id(CF_TX_INDEX)?,
             history: id(CF_HISTORY)?,
             state: id(CF_STATE)?,
+            state_changes: id(CF_STATE_CHANGES)?,
             meta: id(CF_META)?,
         };
         check_schema(&db)?;
@@ -466,36 +575,51 @@ impl Store {
             } else {
                 DEFAULT_LANES_MEMO_ENTRIES
             }),
-            recent: RwLock::new(RecentIndex::default()),
+            recent: RwLock::new(Recent::default()),
         };
-        store.rebuild_recent_index()?;
+        store.rebuild_recent()?;
         Ok(store)
     }
 
-    /// Rebuilds the index entries of the blocks above `meta/indexed_to`
-    /// (held in memory when the process stopped) from their records.
-    fn rebuild_recent_index(&self) -> Result<()> {
+    /// A height kept in `meta` (8 bytes, big-endian).
+    fn meta_height(&self, key: &[u8]) -> Result<Option<u64>> {
+        let what = String::from_utf8_lossy(key);
+        match self.db.get_cf(self.cf(CF_META)?, key)? {
+            None => Ok(None),
+            Some(b) => Ok(Some(u64::from_be_bytes(
+                b.as_slice()
+                    .try_into()
+                    .map_err(|_| corrupt(&what, "not 8 bytes"))?,
+            ))),
+        }
+    }
+
+    /// Rebuilds what the blocks above the last chunk had in memory when the
+    /// process stopped: their index entries from their records, above
+    /// `meta/indexed_to`, and their state writes from `state_changes`,
+    /// above `meta/state_to`.
+    fn rebuild_recent(&self) -> Result<()> {
         let Some(tip) = self.tip()? else {
             return Ok(());
         };
         // Written with genesis (and by the upgrade from layout 2); were it
         // missing, rebuilding from the first block is still right.
-        let indexed_to = match self.db.get_cf(self.cf(CF_META)?, META_INDEXED_TO)? {
-            None => 0,
-            Some(b) => u64::from_be_bytes(
-                b.as_slice()
-                    .try_into()
-                    .map_err(|_| corrupt("indexed_to", "not 8 bytes"))?,
-            ),
-        };
-        if indexed_to > tip.height {
-            return Err(corrupt(
-                "indexed_to",
-                format!("{indexed_to} is above the tip {}", tip.height),
-            ));
+        let indexed_to = self.meta_height(META_INDEXED_TO)?.unwrap_or(0);
+        // Written with genesis and by the upgrades; without it nothing
+        // says which state writes are in `state`.
+        let state_to = self
+            .meta_height(META_STATE_TO)?
+            .ok_or_else(|| corrupt("state_to", "missing"))?;
+        for (what, to) in [("indexed_to", indexed_to), ("state_to", state_to)] {
+            if to > tip.height {
+                return Err(corrupt(
+                    what,
+                    format!("{to} is above the tip {}", tip.height),
+                ));
+            }
         }
         let mut recent = self.lock_recent();
-        recent.clear(indexed_to);
+        recent.index.clear(indexed_to);
         for height in indexed_to + 1..=tip.height {
             let count = self
                 .stored_block(height)?
@@ -504,51 +628,68 @@ impl Store {
                 .len();
             let records = self.block_records(height, count)?;
             let block = BlockIndex::of(records.iter().map(|r| (&r.tx, r.receipt.tx_hash)));
-            recent.add(height, block);
+            recent.index.add(height, block);
+        }
+        recent.state = RecentState {
+            state_to,
+            latest: HashMap::default(),
+        };
+        let changes = self.cf(CF_STATE_CHANGES)?;
+        for height in state_to + 1..=tip.height {
+            let bytes = self
+                .db
+                .get_cf(changes, height.to_be_bytes())?
+                .ok_or_else(|| corrupt("state_changes", format!("block {height}'s are missing")))?;
+            let writes: Vec<(Vec<u8>, Option<Vec<u8>>)> =
+                borsh::from_slice(&bytes).map_err(|e| corrupt("state_changes", e))?;
+            recent.state.add(&writes);
         }
         Ok(())
     }
 
     // Entries are added whole and a chunk is cleared only after it is
     // written: a panic elsewhere leaves nothing half done.
-    fn lock_recent(&self) -> std::sync::RwLockWriteGuard<'_, RecentIndex> {
+    fn lock_recent(&self) -> std::sync::RwLockWriteGuard<'_, Recent> {
         self.recent
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn read_recent(&self) -> std::sync::RwLockReadGuard<'_, RecentIndex> {
+    fn read_recent(&self) -> std::sync::RwLockReadGuard<'_, Recent> {
         self.recent
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Starts flushing the index column families' memtables, which hold
-    /// exactly the chunk just written: the switch to new, empty memtables
-    /// happens now; the flush (one sort) runs in the background.
-    fn switch_index_memtables(&self) -> Result<()> {
+    /// Starts flushing the memtables of the column families written a
+    /// chunk at a time, which hold exactly the chunk just written: the
+    /// switch to new, empty memtables happens now; the flush (one sort)
+    /// runs in the background.
+    fn switch_chunk_memtables(&self) -> Result<()> {
         let mut fo = rocksdb::FlushOptions::default();
         fo.set_wait(false);
-        for name in [CF_TX_INDEX, CF_HISTORY] {
+        for name in [CF_TX_INDEX, CF_HISTORY, CF_STATE] {
             self.db.flush_cf_opt(self.cf(name)?, &fo)?;
         }
         Ok(())
     }
 
-    /// Writes the index entries held in memory, then flushes every memtable
-    /// to SST files (tests use it to read from disk; the ledger bench, so
-    /// that its figures include every write).
+    /// Writes the index entries and state held in memory, then flushes
+    /// every memtable to SST files (tests use it to read from disk; the
+    /// ledger bench, so that its figures include every write).
     pub fn flush(&self) -> Result<()> {
         {
             let mut recent = self.lock_recent();
-            if recent.entries() > 0 {
-                let tip = self.tip()?.map_or(0, |t| t.height);
-                let mut batch = BatchEncoder::with_capacity(recent.entries() * 64);
-                recent.write(&mut batch, &self.ids, tip)?;
+            let tip = self.tip()?.map_or(0, |t| t.height);
+            if recent.entries() > 0 || recent.written_to() < tip {
+                let mut batch = BatchEncoder::with_capacity(recent.entries() * 128 + 4096);
+                recent.index.write(&mut batch, &self.ids, tip)?;
+                recent.state.write(&mut batch, &self.ids, tip, &[])?;
                 let mut wo = WriteOptions::default();
                 wo.set_sync(true);
                 self.db.write_opt(batch.finish(), &wo)?;
-                recent.clear(tip);
+                recent.index.clear(tip);
+                recent.state.written(&mut self.lock_cache(), tip, &[]);
             }
         }
         for name in ALL_CFS {
@@ -617,7 +758,7 @@ impl Store {
         let pairs: Vec<(&SignedTransaction, &Receipt)> =
             block.transactions.iter().zip(&executed.receipts).collect();
         // Records in position order (key order), each encoded into one
-        // reused buffer; then the hash index, sorted by hash.
+        // reused buffer.
         let mut buf = Vec::with_capacity(512);
         for (i, (tx, receipt)) in pairs.iter().enumerate() {
             buf.clear();
@@ -627,40 +768,37 @@ impl Store {
             batch.put(ids.transactions, &tx_key(height, i as u32), &buf)?;
         }
         let index = BlockIndex::of(pairs.iter().map(|(tx, r)| (*tx, r.tx_hash)));
-        // Already sorted by key.
-        for (key, value) in &executed.writes {
-            match value {
-                Some(v) => batch.put(ids.state, key, v)?,
-                None => batch.delete(ids.state, key)?,
-            }
-        }
         batch.put(ids.meta, META_LTHASH, &executed.lthash.to_bytes())?;
         batch.put(ids.meta, META_TIP, &encode(&Tip { height, hash }))?;
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
         // See `Store::recent`. Commits are serialised by the caller.
         let mut recent = self.lock_recent();
-        let closes_chunk = height >= recent.indexed_to + INDEX_CHUNK_BLOCKS
-            || recent.entries() + index.entries() > INDEX_CHUNK_ENTRIES;
-        if height == 0 {
-            batch.put(ids.meta, META_INDEXED_TO, &0u64.to_be_bytes())?;
-        }
+        let closes_chunk = height == 0
+            || height >= recent.written_to() + INDEX_CHUNK_BLOCKS
+            || recent.index.entries() + index.entries() > INDEX_CHUNK_ENTRIES
+            || recent.state.latest.len() + executed.writes.len() > STATE_CHUNK_ENTRIES;
         if closes_chunk {
             // Nothing held changes unless the write succeeds.
-            recent.write(&mut batch, &ids, height)?;
+            recent.index.write(&mut batch, &ids, height)?;
             index.write(&mut batch, &ids, height)?;
+            recent
+                .state
+                .write(&mut batch, &ids, height, &executed.writes)?;
             self.db.write_opt(batch.finish(), &wo)?;
-            recent.clear(height);
-            self.switch_index_memtables()?;
+            recent.index.clear(height);
+            recent
+                .state
+                .written(&mut self.lock_cache(), height, &executed.writes);
+            self.switch_chunk_memtables()?;
             drop(recent);
         } else {
             drop(recent);
+            batch.put(ids.state_changes, &hb, &encode(&executed.writes))?;
             self.db.write_opt(batch.finish(), &wo)?;
-            self.lock_recent().add(height, index);
-        }
-        let mut cache = self.lock_cache();
-        for (key, value) in &executed.writes {
-            cache.insert(key.clone(), value.clone());
+            let mut recent = self.lock_recent();
+            recent.index.add(height, index);
+            recent.state.add(&executed.writes);
         }
         Ok(())
     }
@@ -751,7 +889,7 @@ impl Store {
 
     pub fn transaction(&self, hash: &TxHash) -> Result<Option<TxRecord>> {
         let recent = self.read_recent();
-        let at = match recent.txs.get(hash).copied() {
+        let at = match recent.index.txs.get(hash).copied() {
             Some((height, index)) => tx_key(height, index).to_vec(),
             None => match self.db.get_cf(self.cf(CF_TX_INDEX)?, hash.0)? {
                 Some(at) => at,
@@ -826,7 +964,11 @@ impl Store {
         // The newest entries, held in memory, first.
         let recent = self.read_recent();
         let indexed_to = {
-            let blocks = recent.history.get(address).map_or(&[][..], Vec::as_slice);
+            let blocks = recent
+                .index
+                .history
+                .get(address)
+                .map_or(&[][..], Vec::as_slice);
             for (height, indexes) in blocks.iter().rev() {
                 for index in indexes {
                     let cursor = HistoryCursor {
@@ -841,7 +983,7 @@ impl Store {
                     }
                 }
             }
-            recent.indexed_to
+            recent.index.indexed_to
         };
         // Then RocksDB's, up to `indexed_to`. Keys hold inverted heights:
         // newest first is a forward scan within the address's prefix; each
@@ -888,15 +1030,24 @@ impl Store {
 
     /// Every state entry, in key order (for tests and audits; costs a full scan).
     pub fn state_entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let recent = self.read_recent();
         let mut ro = ReadOptions::default();
         ro.set_total_order_seek(true);
-        self.db
+        let mut entries = std::collections::BTreeMap::new();
+        for item in self
+            .db
             .iterator_cf_opt(self.cf(CF_STATE)?, ro, IteratorMode::Start)
-            .map(|r| {
-                r.map(|(k, v)| (k.to_vec(), v.to_vec()))
-                    .map_err(Error::from)
-            })
-            .collect()
+        {
+            let (k, v) = item?;
+            entries.insert(k.to_vec(), v.to_vec());
+        }
+        for (key, value) in &recent.state.latest {
+            match value {
+                Some(v) => entries.insert(key.clone(), v.clone()),
+                None => entries.remove(key),
+            };
+        }
+        Ok(entries.into_iter().collect())
     }
 }
 
@@ -915,18 +1066,35 @@ impl StateReader for Store {
     }
 
     fn get_state(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        // Held until the cache is updated (see `Store::recent`).
+        let recent = self.read_recent();
+        if let Some(v) = recent.state.latest.get(key) {
+            return Ok(v.clone());
+        }
         if let Some(v) = self.lock_cache().entries.get(key) {
             return Ok(v.clone());
         }
         let v = self.db.get_cf(self.cf(CF_STATE)?, key)?;
         self.lock_cache().insert(key.to_vec(), v.clone());
+        drop(recent);
         Ok(v)
     }
 
     fn multi_get_state(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
+        // Held until the cache is updated (see `Store::recent`).
+        let recent = self.read_recent();
         let mut out: Vec<Option<Option<Vec<u8>>>> = {
             let cache = self.lock_cache();
-            keys.iter().map(|k| cache.entries.get(k).cloned()).collect()
+            keys.iter()
+                .map(|k| {
+                    recent
+                        .state
+                        .latest
+                        .get(k)
+                        .or_else(|| cache.entries.get(k))
+                        .cloned()
+                })
+                .collect()
         };
         let missing: Vec<&Vec<u8>> = keys
             .iter()
@@ -965,8 +1133,9 @@ impl StateReader for Store {
 /// at about the price the insert saved (measured with `cargo bench -p
 /// sou-ledger --bench execute`, whose whole-process CPU figure includes it).
 /// Lookups by key and scans within one prefix (one address's history) stay
-/// fast; a scan across prefixes needs `total_order_seek`. The two indexes,
-/// written a chunk at a time, use vector memtables instead (module docs).
+/// fast; a scan across prefixes needs `total_order_seek`. The two indexes
+/// and the state, written a chunk at a time, use vector memtables instead
+/// (module docs).
 fn cf_options(name: &str) -> Options {
     let mut o = Options::default();
     o.set_write_buffer_size(64 << 20);
@@ -988,7 +1157,7 @@ fn cf_options(name: &str) -> Options {
         // skip list is at its best.
         _ => None,
     };
-    if name == CF_TX_INDEX || name == CF_HISTORY {
+    if matches!(name, CF_TX_INDEX | CF_HISTORY | CF_STATE) {
         // Written a chunk at a time and switched out at once (see the
         // module docs): appends, and one sort per flush.
         if let Some(p) = prefix {
@@ -1037,19 +1206,20 @@ fn check_schema(db: &DB) -> Result<()> {
             SCHEMA_VERSION
         }
     };
-    if found == 2 {
-        // Every index entry is in RocksDB: indexed up to the tip.
+    if found == 2 || found == 3 {
+        // Every state write (and in layout 2 every index entry) is in
+        // RocksDB: written up to the tip.
         let tip: Option<Tip> = match db.get_cf(meta, META_TIP)? {
             Some(b) => Some(borsh::from_slice(&b).map_err(|e| corrupt("tip", e))?),
             None => None,
         };
+        let tip = tip.map_or(0, |t| t.height).to_be_bytes();
         let mut batch = WriteBatch::default();
         batch.put_cf(meta, META_SCHEMA, SCHEMA_VERSION.to_be_bytes());
-        batch.put_cf(
-            meta,
-            META_INDEXED_TO,
-            tip.map_or(0, |t| t.height).to_be_bytes(),
-        );
+        if found == 2 {
+            batch.put_cf(meta, META_INDEXED_TO, tip);
+        }
+        batch.put_cf(meta, META_STATE_TO, tip);
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
         db.write_opt(batch, &wo)?;
@@ -1105,34 +1275,47 @@ mod tests {
         );
     }
 
-    /// A database of layout 2 (every index entry written with its block)
-    /// opens, marked as layout 3 and indexed up to its tip.
+    /// Databases of layout 2 (every index entry and state write written
+    /// with its block) and 3 (every state write) open, marked as layout 4
+    /// and written up to their tip.
     #[test]
-    fn a_layout_2_database_is_upgraded_in_place() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let meta = store.cf(CF_META).unwrap();
-        let tip = Tip {
-            height: 7,
-            hash: BlockHash::ZERO,
-        };
-        store.db.put_cf(meta, META_TIP, encode(&tip)).unwrap();
-        store
-            .db
-            .put_cf(meta, META_SCHEMA, 2u32.to_be_bytes())
-            .unwrap();
-        store.db.delete_cf(meta, META_INDEXED_TO).unwrap();
-        // Opening builds nothing in memory: the blocks are all indexed.
-        check_schema(&store.db).unwrap();
-        let get = |key: &[u8]| store.db.get_cf(meta, key).unwrap();
-        assert_eq!(
-            get(META_SCHEMA),
-            Some(SCHEMA_VERSION.to_be_bytes().to_vec())
-        );
-        assert_eq!(get(META_INDEXED_TO), Some(7u64.to_be_bytes().to_vec()));
-        store.rebuild_recent_index().unwrap();
-        assert_eq!(store.lock_recent().indexed_to, 7);
-        assert_eq!(store.lock_recent().entries(), 0);
+    fn layout_2_and_3_databases_are_upgraded_in_place() {
+        for layout in [2u32, 3] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(dir.path()).unwrap();
+            let meta = store.cf(CF_META).unwrap();
+            let tip = Tip {
+                height: 7,
+                hash: BlockHash::ZERO,
+            };
+            store.db.put_cf(meta, META_TIP, encode(&tip)).unwrap();
+            store
+                .db
+                .put_cf(meta, META_SCHEMA, layout.to_be_bytes())
+                .unwrap();
+            if layout == 2 {
+                store.db.delete_cf(meta, META_INDEXED_TO).unwrap();
+            } else {
+                store
+                    .db
+                    .put_cf(meta, META_INDEXED_TO, 7u64.to_be_bytes())
+                    .unwrap();
+            }
+            store.db.delete_cf(meta, META_STATE_TO).unwrap();
+            // Opening builds nothing in memory: the blocks are all written.
+            check_schema(&store.db).unwrap();
+            let get = |key: &[u8]| store.db.get_cf(meta, key).unwrap();
+            assert_eq!(
+                get(META_SCHEMA),
+                Some(SCHEMA_VERSION.to_be_bytes().to_vec())
+            );
+            assert_eq!(get(META_INDEXED_TO), Some(7u64.to_be_bytes().to_vec()));
+            assert_eq!(get(META_STATE_TO), Some(7u64.to_be_bytes().to_vec()));
+            store.rebuild_recent().unwrap();
+            assert_eq!(store.lock_recent().index.indexed_to, 7);
+            assert_eq!(store.lock_recent().state.state_to, 7);
+            assert_eq!(store.lock_recent().entries(), 0);
+        }
     }
 
     /// The encoder writes exactly the bytes RocksDB's own batch calls do,
@@ -1187,6 +1370,7 @@ mod tests {
             ids.tx_index,
             ids.history,
             ids.state,
+            ids.state_changes,
             ids.meta,
         ];
         all.sort_unstable();

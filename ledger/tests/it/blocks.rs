@@ -352,17 +352,19 @@ fn history_pages_within_and_across_blocks() {
     }
 }
 
-/// Index entries are held in memory and written to RocksDB a chunk of
-/// blocks at a time: lookups and history pages read the same on both sides
-/// of the boundary, after the store reopens (the held entries rebuilt from
-/// the blocks) and after a flush.
+/// Index entries and state writes are held in memory and written to
+/// RocksDB a chunk of blocks at a time: lookups, history pages and state
+/// read the same on both sides of the boundary, after the store reopens
+/// (the held entries rebuilt from the blocks, the state from
+/// `state_changes`) and after a flush.
 #[test]
-fn indexes_read_the_same_across_chunks_and_after_reopening() {
+fn indexes_and_state_read_the_same_across_chunks_and_after_reopening() {
     let blocks = 2 * sou_ledger::store::INDEX_CHUNK_BLOCKS + 8;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
     let mut c = chain_at(&path, 3, params());
     let payee = c.addr(1);
+    let payee_start = c.balance(&payee, usdt());
     let mut positions = Vec::new();
     for round in 0..blocks {
         let txs = vec![
@@ -374,9 +376,27 @@ fn indexes_read_the_same_across_chunks_and_after_reopening() {
         for (i, h) in hashes.into_iter().enumerate() {
             positions.push((h, executed.block.height(), i as u32));
         }
+        // Whatever part of the state is held in memory, the whole of it
+        // is the one the header commits to.
+        assert_eq!(full_state_root(&c.ledger), c.ledger.state_root());
+        assert_eq!(
+            c.balance(&payee, usdt()),
+            payee_start + 3 * u128::from(round + 1)
+        );
     }
     let newest_first: Vec<Hash> = positions.iter().rev().map(|(h, ..)| *h).collect();
     let check = |c: &Chain, when: &str| {
+        assert_eq!(full_state_root(&c.ledger), c.ledger.state_root(), "{when}");
+        assert_conserved(&c.ledger);
+        assert_eq!(
+            c.balance(&payee, usdt()),
+            payee_start + 3 * u128::from(blocks),
+            "{when}"
+        );
+        for user in [0, 2] {
+            let account = c.ledger.account(&c.addr(user)).unwrap();
+            assert_eq!(account.nonce, blocks, "{when}");
+        }
         let store = c.ledger.store();
         for (hash, height, index) in &positions {
             let r = store.receipt(hash).unwrap().unwrap();
@@ -413,10 +433,12 @@ fn indexes_read_the_same_across_chunks_and_after_reopening() {
 }
 
 /// Readers running while commits close chunks always find a committed
-/// transaction where it is, and never see a history entry twice or out of
-/// order (the chunk's write and its memtable switch are one step to them).
+/// transaction where it is, never see a history entry twice or out of
+/// order (the chunk's write and its memtable switch are one step to them),
+/// and never read a balance older than one they read before or than the
+/// last commit that returned.
 #[test]
-fn indexes_read_consistently_while_chunks_are_written() {
+fn indexes_and_state_read_consistently_while_chunks_are_written() {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Mutex;
     use std::time::{Duration, Instant};
@@ -424,6 +446,7 @@ fn indexes_read_consistently_while_chunks_are_written() {
     let blocks = 3 * sou_ledger::store::INDEX_CHUNK_BLOCKS + 5;
     let c = chain(3);
     let payee = c.addr(1);
+    let payee_start = c.balance(&payee, usdt());
     let batches: Vec<Vec<_>> = (0..blocks)
         .map(|round| {
             vec![
@@ -447,8 +470,14 @@ fn indexes_read_consistently_while_chunks_are_written() {
                     .map(|_| {
                         scope.spawn(|| {
                             let mut reads = 0u64;
+                            let mut last_balance = 0;
                             while !done.load(Ordering::Acquire) && Instant::now() < deadline {
                                 let known = committed.lock().unwrap().clone();
+                                // Each committed block paid the payee 3.
+                                let balance = ledger.account(&payee).unwrap().balance(&usdt()).0;
+                                assert!(balance >= payee_start + 3 * known.len() as u128 / 2);
+                                assert!(balance >= last_balance, "a balance went back");
+                                last_balance = balance;
                                 let store = ledger.store();
                                 for (hash, height, index) in known.iter().rev().take(64) {
                                     let r = store.receipt(hash).unwrap().expect("a committed tx");
