@@ -1,10 +1,12 @@
 //! Blocks: a header that links to its parent by hash and commits to its
 //! transactions and to the state after executing them.
 
+use std::sync::LazyLock;
+
 use borsh::{BorshDeserialize, BorshSerialize};
 
 use crate::codec::{decode_bounded, encode};
-use crate::hash::merkle_root;
+use crate::hash::{merkle_root, Domain};
 use crate::limits::MAX_BLOCK_BYTES;
 use crate::{Address, ChainId, Hash, PublicKey, Result, SignedTransaction, TxHash};
 
@@ -35,7 +37,8 @@ pub struct BlockHeader {
 
 impl BlockHeader {
     pub fn hash(&self) -> BlockHash {
-        Hash::domain(BLOCK_HASH_CONTEXT, &encode(self))
+        static DOMAIN: LazyLock<Domain> = LazyLock::new(|| Domain::new(BLOCK_HASH_CONTEXT));
+        DOMAIN.hash(&encode(self))
     }
 }
 

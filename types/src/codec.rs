@@ -18,7 +18,8 @@ pub fn decode_bounded<T: BorshDeserialize>(bytes: &[u8], max_bytes: usize) -> Re
 
 /// Encodes a value with borsh. Encoding into a `Vec` cannot fail for our types.
 pub fn encode<T: BorshSerialize>(value: &T) -> Vec<u8> {
-    let mut out = Vec::new();
+    // Room for a transaction, so that encoding one does not reallocate.
+    let mut out = Vec::with_capacity(256);
     // Writing into a Vec<u8> has no I/O error path, and none of our types
     // return an error from `serialize`.
     value

@@ -2,11 +2,13 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::LazyLock;
 
 use borsh::{BorshDeserialize, BorshSerialize};
 
 use crate::codec::{decode_bounded, encode, invalid, read_bounded_len};
 use crate::crypto::serde_via_str;
+use crate::hash::Domain;
 use crate::limits::{MAX_BATCH_RECIPIENTS, MAX_CHAIN_ID_BYTES, MAX_MEMO_BYTES, MAX_TX_BYTES};
 use crate::{Address, Amount, Error, Hash, Keypair, PublicKey, Result, Signature, Symbol};
 
@@ -300,11 +302,9 @@ impl Transaction {
 
     /// The hash and the length of the signed encoding, from one encoding.
     pub fn hash_and_len(&self) -> (TxHash, usize) {
+        static DOMAIN: LazyLock<Domain> = LazyLock::new(|| Domain::new(TX_HASH_CONTEXT));
         let bytes = encode(self);
-        (
-            Hash::domain(TX_HASH_CONTEXT, &bytes),
-            bytes.len() + SIGNATURE_BYTES,
-        )
+        (DOMAIN.hash(&bytes), bytes.len() + SIGNATURE_BYTES)
     }
 
     /// Signs with `key`, which must be the sender's.
