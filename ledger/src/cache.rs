@@ -37,6 +37,8 @@ pub struct StateCache<'a, R: StateReader> {
     /// nothing depends on iteration order (writes are sorted).
     slots: HashMap<StateKey, Slot, RandomState>,
     journal: Vec<(StateKey, Option<StateValue>, bool)>,
+    /// Between a checkpoint and `settle`: every change is journaled.
+    guarded: bool,
 }
 
 impl<R: StateReader> std::fmt::Debug for StateCache<'_, R> {
@@ -62,6 +64,7 @@ impl<'a, R: StateReader> StateCache<'a, R> {
             reader,
             slots: HashMap::default(),
             journal: Vec::new(),
+            guarded: false,
         }
     }
 
@@ -127,7 +130,10 @@ impl<'a, R: StateReader> StateCache<'a, R> {
         Ok(())
     }
 
-    pub fn checkpoint(&self) -> Checkpoint {
+    /// Starts journaling (until [`StateCache::settle`]) and returns the
+    /// position to roll back to.
+    pub fn checkpoint(&mut self) -> Checkpoint {
+        self.guarded = true;
         Checkpoint(self.journal.len())
     }
 
@@ -147,6 +153,7 @@ impl<'a, R: StateReader> StateCache<'a, R> {
     /// Forgets the journal: the changes so far can no longer be rolled back.
     pub fn settle(&mut self) {
         self.journal.clear();
+        self.guarded = false;
     }
 
     /// The writes this cache makes to committed state, and the LtHash of the
@@ -226,6 +233,36 @@ impl<'a, R: StateReader> StateCache<'a, R> {
             Some(StateValue::Account(acc)) => Ok(acc.clone()),
             _ => Ok(Account::default()),
         }
+    }
+
+    /// Changes an account through `f`. Outside a checkpoint nothing can be
+    /// rolled back, so the record is changed in place (no copy of it is
+    /// made for the journal); inside one, as [`StateCache::set_account`].
+    pub fn update_account<T>(
+        &mut self,
+        a: &Address,
+        f: impl FnOnce(&mut Account) -> T,
+    ) -> Result<T> {
+        if self.guarded {
+            let mut acc = self.account(a)?;
+            let out = f(&mut acc);
+            self.set_account(*a, acc)?;
+            return Ok(out);
+        }
+        let key = StateKey::Account(*a);
+        self.load(&key)?;
+        let slot = self.slots.get_mut(&key).ok_or_else(|| Error::Corrupt {
+            what: "state cache".into(),
+            reason: "slot vanished".into(),
+        })?;
+        let mut acc = match slot.current.take() {
+            Some(StateValue::Account(acc)) => acc,
+            _ => Account::default(),
+        };
+        let out = f(&mut acc);
+        slot.current = (!acc.is_empty()).then_some(StateValue::Account(acc));
+        slot.dirty = true;
+        Ok(out)
     }
 
     pub fn set_account(&mut self, a: Address, acc: Account) -> Result<()> {

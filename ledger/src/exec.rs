@@ -163,6 +163,8 @@ impl<'a, R: StateReader> BlockExecutor<'a, R> {
         on_invalid: OnInvalid,
     ) -> Result<Applied> {
         let mut applied = Applied::default();
+        self.txs.reserve(txs.len());
+        self.receipts.reserve(txs.len());
         let metas: Vec<(TxHash, usize)> = txs.iter().map(SignedTransaction::hash_and_len).collect();
         let hashes: Vec<TxHash> = metas.iter().map(|(h, _)| *h).collect();
 
@@ -263,33 +265,39 @@ impl<'a, R: StateReader> BlockExecutor<'a, R> {
         if let Err(e) = invalid {
             return Ok(Err(e));
         }
-        let mut acc = self.cache.account(&tx.sender)?;
+        let fee_asset = p.fee_asset;
+        let fee = p.tx_fee;
+        let (nonce, frozen, have) = match self.cache.account_ref(&tx.sender)? {
+            Some(acc) => (
+                acc.nonce,
+                acc.is_frozen(&fee_asset),
+                acc.balance(&fee_asset),
+            ),
+            None => (0, false, Amount::ZERO),
+        };
         // An account whose nonce reached u64::MAX can send nothing more.
-        let Some(next_nonce) = acc.nonce.checked_add(1) else {
+        let Some(next_nonce) = nonce.checked_add(1) else {
             return Ok(Err(InvalidTx::NonceUsed {
                 got: tx.nonce,
-                expected: acc.nonce,
+                expected: nonce,
             }));
         };
-        if tx.nonce != acc.nonce {
-            return Ok(Err(if tx.nonce < acc.nonce {
+        if tx.nonce != nonce {
+            return Ok(Err(if tx.nonce < nonce {
                 InvalidTx::NonceUsed {
                     got: tx.nonce,
-                    expected: acc.nonce,
+                    expected: nonce,
                 }
             } else {
                 InvalidTx::NonceNotNext {
                     got: tx.nonce,
-                    expected: acc.nonce,
+                    expected: nonce,
                 }
             }));
         }
-        let fee_asset = p.fee_asset;
-        let fee = p.tx_fee;
-        if acc.is_frozen(&fee_asset) {
+        if frozen {
             return Ok(Err(InvalidTx::SenderFrozen(fee_asset)));
         }
-        let have = acc.balance(&fee_asset);
         let Some(left) = have.checked_sub(fee) else {
             return Ok(Err(InvalidTx::InsufficientBalance {
                 asset: fee_asset,
@@ -307,9 +315,11 @@ impl<'a, R: StateReader> BlockExecutor<'a, R> {
             }));
         };
         self.fees = fees;
-        acc.set_balance(fee_asset, left);
-        acc.nonce = next_nonce;
-        self.cache.set_account(tx.sender, acc)?;
+        // Outside the payload's checkpoint: changed in place, not copied.
+        self.cache.update_account(&tx.sender, |acc| {
+            acc.set_balance(fee_asset, left);
+            acc.nonce = next_nonce;
+        })?;
         Ok(Ok(fee))
     }
 

@@ -200,15 +200,21 @@ impl MemoInner {
             sum.add(key, value);
             return;
         }
-        // Reuse the key's entry, or at the limit an arbitrary one (the
-        // map's hasher is seeded), so a full memo allocates nothing.
-        let recycled = match self.entries.remove(key) {
-            Some(e) => Some(e),
-            None if self.entries.len() >= self.max_entries => {
-                let victim = self.entries.keys().next().cloned();
-                victim.and_then(|k| self.entries.remove(&k))
-            }
-            None => None,
+        // The key's entry is rewritten in place; a new key reuses, at the
+        // limit, an arbitrary entry (the map's hasher is seeded), so a full
+        // memo allocates only the new key.
+        if let Some((v, lanes)) = self.entries.get_mut(key) {
+            LtHash::lanes(key, value, lanes);
+            sum.add_lanes(lanes);
+            v.clear();
+            v.extend_from_slice(value);
+            return;
+        }
+        let recycled = if self.entries.len() >= self.max_entries {
+            let victim = self.entries.keys().next().cloned();
+            victim.and_then(|k| self.entries.remove(&k))
+        } else {
+            None
         };
         let (mut v, mut lanes) = recycled.unwrap_or_else(|| (Vec::new(), Box::new([0; LANES])));
         LtHash::lanes(key, value, &mut lanes);
