@@ -319,24 +319,32 @@ struct BlockIndex {
 impl BlockIndex {
     fn of<'a>(txs: impl Iterator<Item = (&'a SignedTransaction, TxHash)>) -> BlockIndex {
         let mut hashes = Vec::new();
-        // Every (address, index) the block involves, grouped by address with
-        // the newest index first: one history entry per address.
-        let mut involved: Vec<(Address, u32)> = Vec::new();
+        // Every address the block involves with its transactions' indexes,
+        // grouped by hashing (sorting the pairs by address cost twice as
+        // much): one history entry per address. Indexes arrive in order, so
+        // an address named twice in one transaction is the last one pushed.
+        let mut involved: HashMap<Address, Vec<u32>, foldhash::fast::RandomState> =
+            HashMap::default();
         for (i, (tx, hash)) in txs.enumerate() {
             let index = i as u32;
             hashes.push(hash);
-            let start = involved.len();
-            involved.push((tx.tx.sender, index));
-            for addr in tx.tx.payload.counterparties() {
-                if !involved[start..].iter().any(|(a, _)| *a == addr) {
-                    involved.push((addr, index));
+            let mut add = |addr: Address| {
+                let list = involved.entry(addr).or_default();
+                if list.last() != Some(&index) {
+                    list.push(index);
                 }
+            };
+            add(tx.tx.sender);
+            for addr in tx.tx.payload.counterparties() {
+                add(addr);
             }
         }
-        involved.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
         let history = involved
-            .chunk_by(|a, b| a.0 == b.0)
-            .map(|group| (group[0].0, group.iter().map(|(_, i)| *i).collect()))
+            .into_iter()
+            .map(|(addr, mut indexes)| {
+                indexes.reverse();
+                (addr, indexes)
+            })
             .collect();
         BlockIndex {
             txs: hashes,
