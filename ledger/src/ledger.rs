@@ -6,12 +6,12 @@ use std::sync::RwLock;
 
 use sou_types::asset::NATIVE;
 use sou_types::{
-    Address, Amount, Block, BlockHeader, ChainId, Hash, Misbehaviour, PublicKey, Signature,
-    SignedTransaction, Symbol, TxHash,
+    Address, Amount, Block, BlockHeader, ChainId, Hash, Misbehaviour, PublicKey, Signature, Symbol,
+    TxHash,
 };
 
 use crate::cache::StateCache;
-use crate::exec::{Applied, BlockContext, BlockExecutor, ExecutedBlock, OnInvalid};
+use crate::exec::{Applied, BlockContext, BlockExecutor, Candidate, ExecutedBlock, OnInvalid};
 use crate::lthash::LtHash;
 use crate::params::Params;
 use crate::state::{
@@ -290,9 +290,9 @@ impl Ledger {
 
     /// Builds the next block from candidate transactions, leaving out those
     /// that may not be included and those that do not fit.
-    pub fn propose(
+    pub fn propose<T: Into<Candidate>>(
         &self,
-        txs: Vec<SignedTransaction>,
+        txs: Vec<T>,
         proposer: Address,
         timestamp_ms: u64,
         verified: &dyn Fn(&TxHash) -> bool,
@@ -306,10 +306,10 @@ impl Ledger {
 
     /// [`Ledger::propose`] on top of `ancestors`: uncommitted blocks that
     /// extend the tip, oldest first (a notarized chain not yet final).
-    pub fn propose_on(
+    pub fn propose_on<T: Into<Candidate>>(
         &self,
         ancestors: &[&ExecutedBlock],
-        txs: Vec<SignedTransaction>,
+        txs: Vec<T>,
         evidence: Vec<Misbehaviour>,
         proposer: Address,
         timestamp_ms: u64,
@@ -325,6 +325,7 @@ impl Ledger {
         };
         let mut exec = BlockExecutor::new(&overlay, overlay.lthash()?, ctx)?;
         exec.apply_evidence(evidence, checks.evidence, OnInvalid::Skip)?;
+        let txs = txs.into_iter().map(Into::into).collect();
         let applied = exec.apply(txs, checks.verified, OnInvalid::Skip)?;
         Ok((exec.finish()?, applied))
     }
@@ -384,7 +385,12 @@ impl Ledger {
         let mut exec = BlockExecutor::new(&overlay, overlay.lthash()?, ctx)?;
         let expected = block.header.clone();
         exec.apply_evidence(block.evidence, checks.evidence, OnInvalid::Reject)?;
-        exec.apply(block.transactions, checks.verified, OnInvalid::Reject)?;
+        let txs = block
+            .transactions
+            .into_iter()
+            .map(Candidate::from)
+            .collect();
+        exec.apply(txs, checks.verified, OnInvalid::Reject)?;
         let executed = exec.finish()?;
         let got = &executed.block.header;
         if got.evidence_root != expected.evidence_root {

@@ -31,7 +31,7 @@ pub mod store;
 
 pub use error::{Error, InvalidTx, Result, TxError};
 pub use exec::{
-    Applied, BlockContext, BlockExecutor, ExecutedBlock, OnInvalid, MAX_BLOCK_EVIDENCE,
+    Applied, BlockContext, BlockExecutor, Candidate, ExecutedBlock, OnInvalid, MAX_BLOCK_EVIDENCE,
 };
 pub use ledger::{Checks, GenesisAsset, GenesisState, GenesisValidator, Ledger};
 pub use mempool::{AdmitError, Mempool, MempoolConfig};

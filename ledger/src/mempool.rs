@@ -10,7 +10,7 @@ use sou_types::crypto::verify_batch;
 use sou_types::{Address, Amount, Payload, SignedTransaction, Symbol, TxHash};
 
 use crate::error::InvalidTx;
-use crate::exec::check_static;
+use crate::exec::{check_static, Candidate};
 use crate::ledger::Ledger;
 use crate::Result;
 
@@ -354,17 +354,22 @@ impl Mempool {
     /// in turn (in order of arrival) until the limits are reached.
     pub fn select(&self, max_txs: usize, max_bytes: usize) -> Vec<SignedTransaction> {
         self.select_after(max_txs, max_bytes, &|_| false)
+            .into_iter()
+            .map(|c| c.tx)
+            .collect()
     }
 
     /// [`Mempool::select`] for a block whose uncommitted ancestors already
     /// hold the transactions for which `included` is true: those are passed
-    /// over (their nonces counted as used).
+    /// over (their nonces counted as used). Each comes with the hash and
+    /// length computed on admission, so that building the block does not
+    /// hash it again.
     pub fn select_after(
         &self,
         max_txs: usize,
         max_bytes: usize,
         included: &dyn Fn(&TxHash) -> bool,
-    ) -> Vec<SignedTransaction> {
+    ) -> Vec<Candidate> {
         let mut queues: Vec<(
             &u64,
             std::collections::btree_map::Iter<'_, u64, TxHash>,
@@ -405,7 +410,11 @@ impl Mempool {
                 }
                 bytes += entry.len;
                 *expected += 1;
-                out.push(entry.tx.clone());
+                out.push(Candidate {
+                    tx: entry.tx.clone(),
+                    hash: *hash,
+                    len: entry.len,
+                });
                 progressed = true;
             }
             if !progressed {

@@ -613,7 +613,7 @@ fn one_transfer(c: &Chain) -> (sou_ledger::ExecutedBlock, usize) {
     let mut exec = sou_ledger::BlockExecutor::new(&reader, base, ctx).unwrap();
     let tx = c.tx(c.user(0), transfer(c.addr(1), 1_000));
     exec.apply(
-        vec![tx],
+        vec![tx.into()],
         &|h, _| no_verified(h),
         sou_ledger::OnInvalid::Reject,
     )

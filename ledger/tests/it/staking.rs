@@ -387,7 +387,7 @@ fn evidence_in_a_block_slashes_and_jails_for_good_once() {
     ];
     let (executed, _) = c
         .ledger
-        .propose_on(&[], vec![], offered, proposer, ts, &checks)
+        .propose_on::<sou_ledger::Candidate>(&[], vec![], offered, proposer, ts, &checks)
         .unwrap();
     // Only the first piece that holds up is kept: the offender is then
     // jailed for good and further evidence against it is pointless.
