@@ -3,7 +3,9 @@
 //! (in batches, on admission), so a block built from the pool, or received
 //! holding pool transactions, need not verify them again.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
+
+use foldhash::{HashMap, HashSet};
 
 use sou_types::asset::NATIVE;
 use sou_types::crypto::verify_batch;
@@ -90,6 +92,9 @@ struct Entry {
 struct SenderQueue {
     /// Pending transactions by nonce.
     by_nonce: BTreeMap<u64, TxHash>,
+    /// What the pending transactions could spend at most, per asset (kept
+    /// as they come and go, rather than added up for every admission).
+    spend: Vec<(Symbol, u128)>,
     /// The account's next nonce when last read from the ledger.
     account_nonce: u64,
     /// When the sender first got a pending transaction: selection is fair
@@ -117,13 +122,49 @@ fn spend(tx: &SignedTransaction, fee_asset: Symbol, fee: Amount) -> Vec<(Symbol,
     out
 }
 
+impl SenderQueue {
+    fn spent(&self, asset: &Symbol) -> u128 {
+        self.spend
+            .iter()
+            .find(|(s, _)| s == asset)
+            .map_or(0, |(_, v)| *v)
+    }
+
+    /// Adds (`add`) or takes away a transaction's spend.
+    fn account_spend(&mut self, tx: &SignedTransaction, fee_asset: Symbol, fee: Amount, add: bool) {
+        for (asset, amount) in spend(tx, fee_asset, fee) {
+            let i = match self.spend.iter().position(|(s, _)| *s == asset) {
+                Some(i) => i,
+                None => {
+                    self.spend.push((asset, 0));
+                    self.spend.len() - 1
+                }
+            };
+            let v = &mut self.spend[i].1;
+            *v = if add {
+                v.saturating_add(amount)
+            } else {
+                v.saturating_sub(amount)
+            };
+        }
+        self.spend.retain(|(_, v)| *v > 0);
+    }
+}
+
+/// The pool. Hash maps use a seeded fast hasher: keys are hashes and
+/// addresses that senders choose, and nothing depends on iteration order.
 #[derive(Debug, Default)]
 pub struct Mempool {
     config: MempoolConfig,
     entries: HashMap<TxHash, Entry>,
     senders: HashMap<Address, SenderQueue>,
+    /// Every entry by the last height it may be included at.
+    by_expiry: BTreeSet<(u64, TxHash)>,
     bytes: usize,
     next_arrival: u64,
+    /// The fee asset and fee the spends are counted with (from the
+    /// ledger's parameters, which do not change).
+    fee: Option<(Symbol, Amount)>,
 }
 
 impl Mempool {
@@ -183,11 +224,13 @@ impl Mempool {
         let mut results: Vec<Result<TxHash, AdmitError>> = Vec::with_capacity(txs.len());
         // Each candidate with its sender's account nonce as `check` read it.
         let mut candidates: Vec<(usize, TxHash, SignedTransaction, usize, u64)> = Vec::new();
-        let mut seen = HashSet::new();
+        let p = ledger.params();
+        self.fee = Some((p.fee_asset, p.tx_fee));
+        let mut seen = HashSet::default();
         // Pending spend per (sender, asset) including this batch's earlier
         // transactions, so a sender cannot over-commit within one batch.
-        let mut pending_spend: HashMap<(Address, Symbol), u128> = HashMap::new();
-        let mut pending_nonces: HashMap<Address, HashSet<u64>> = HashMap::new();
+        let mut pending_spend: HashMap<(Address, Symbol), u128> = HashMap::default();
+        let mut pending_nonces: HashMap<Address, HashSet<u64>> = HashMap::default();
         for (i, (tx, hash, len)) in txs.into_iter().enumerate() {
             let checked = self.check(
                 &tx,
@@ -248,12 +291,32 @@ impl Mempool {
             // every commit and which needs this mempool, so it runs after.
             queue.account_nonce = account_nonce;
             queue.by_nonce.insert(tx.tx.nonce, hash);
+            queue.account_spend(&tx, p.fee_asset, p.tx_fee, true);
             self.bytes += len;
+            self.by_expiry.insert((tx.tx.expiry_height, hash));
             self.entries.insert(hash, Entry { tx, len });
         }
-        // Senders whose every candidate failed may have left an empty queue.
-        self.senders.retain(|_, q| !q.by_nonce.is_empty());
         results
+    }
+
+    /// Takes one transaction out of the pool, and its sender's queue with
+    /// it if that was the last.
+    fn drop_entry(&mut self, hash: &TxHash) {
+        let Some(e) = self.entries.remove(hash) else {
+            return;
+        };
+        self.bytes -= e.len;
+        self.by_expiry.remove(&(e.tx.tx.expiry_height, *hash));
+        let sender = e.tx.tx.sender;
+        if let Some(q) = self.senders.get_mut(&sender) {
+            q.by_nonce.remove(&e.tx.tx.nonce);
+            if let Some((fee_asset, fee)) = self.fee {
+                q.account_spend(&e.tx, fee_asset, fee, false);
+            }
+            if q.by_nonce.is_empty() {
+                self.senders.remove(&sender);
+            }
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -321,14 +384,7 @@ impl Mempool {
         for (asset, amount) in own {
             let already = match pending_spend.get(&(sender, asset)) {
                 Some(v) => *v,
-                None => queue.map_or(0, |q| {
-                    q.by_nonce
-                        .values()
-                        .filter_map(|h| self.entries.get(h))
-                        .flat_map(|e| spend(&e.tx, p.fee_asset, p.tx_fee))
-                        .filter(|(s, _)| *s == asset)
-                        .fold(0u128, |a, (_, v)| a.saturating_add(v))
-                }),
+                None => queue.map_or(0, |q| q.spent(&asset)),
             };
             let total = already.saturating_add(amount);
             let have = acc.balance(&asset);
@@ -426,64 +482,45 @@ impl Mempool {
     /// Drops transactions (for example ones a proposal found invalid).
     pub fn remove(&mut self, hashes: &[TxHash]) {
         for h in hashes {
-            if let Some(e) = self.entries.remove(h) {
-                self.bytes -= e.len;
-                if let Some(q) = self.senders.get_mut(&e.tx.tx.sender) {
-                    q.by_nonce.remove(&e.tx.tx.nonce);
-                }
-            }
+            self.drop_entry(h);
         }
-        self.senders.retain(|_, q| !q.by_nonce.is_empty());
     }
 
     /// After a block is committed: drops the transactions it included and
     /// any others made stale (used nonces, expired), and refreshes the
     /// senders' nonces.
     pub fn update(&mut self, included: &[TxHash], ledger: &Ledger) -> Result<()> {
-        let mut touched = HashSet::new();
+        let mut touched: HashSet<Address> = HashSet::default();
         for h in included {
             if let Some(e) = self.entries.get(h) {
                 touched.insert(e.tx.tx.sender);
             }
         }
-        let next_height = ledger.tip().height + 1;
+        for h in included {
+            self.drop_entry(h);
+        }
         for sender in touched {
             let nonce = ledger.account(&sender)?.nonce;
-            if let Some(q) = self.senders.get_mut(&sender) {
-                q.account_nonce = nonce;
-                let stale: Vec<u64> = q.by_nonce.range(..nonce).map(|(n, _)| *n).collect();
-                for n in stale {
-                    if let Some(h) = q.by_nonce.remove(&n) {
-                        if let Some(e) = self.entries.remove(&h) {
-                            self.bytes -= e.len;
-                        }
-                    }
+            let stale: Vec<TxHash> = match self.senders.get_mut(&sender) {
+                Some(q) => {
+                    q.account_nonce = nonce;
+                    q.by_nonce.range(..nonce).map(|(_, h)| *h).collect()
                 }
+                None => continue,
+            };
+            for h in stale {
+                self.drop_entry(&h);
             }
         }
-        for h in included {
-            if let Some(e) = self.entries.remove(h) {
-                self.bytes -= e.len;
-                if let Some(q) = self.senders.get_mut(&e.tx.tx.sender) {
-                    q.by_nonce.remove(&e.tx.tx.nonce);
-                }
-            }
-        }
+        let next_height = ledger.tip().height + 1;
         let expired: Vec<TxHash> = self
-            .entries
-            .iter()
-            .filter(|(_, e)| e.tx.tx.expiry_height < next_height)
-            .map(|(h, _)| *h)
+            .by_expiry
+            .range(..(next_height, TxHash::ZERO))
+            .map(|(_, h)| *h)
             .collect();
         for h in expired {
-            if let Some(e) = self.entries.remove(&h) {
-                self.bytes -= e.len;
-                if let Some(q) = self.senders.get_mut(&e.tx.tx.sender) {
-                    q.by_nonce.remove(&e.tx.tx.nonce);
-                }
-            }
+            self.drop_entry(&h);
         }
-        self.senders.retain(|_, q| !q.by_nonce.is_empty());
         Ok(())
     }
 }

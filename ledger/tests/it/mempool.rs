@@ -160,6 +160,54 @@ fn pending_spend_counts_against_the_balance() {
         &c.ledger,
     );
     assert!(r[0].is_ok(), "{r:?}");
+    // A transaction that leaves the pool gives its spend back: another
+    // one for nonce 1 fits once the first is removed, and not before.
+    let other = c.tx_nonce(&user, 1, transfer(b, half - 2 * FEE.0 - 1));
+    let r = m.admit(vec![other.clone()], &c.ledger);
+    assert!(r[0].is_err(), "{r:?}");
+    m.remove(&[r_hash(&c, &user, 1, half - 2 * FEE.0)]);
+    let r = m.admit(vec![other], &c.ledger);
+    assert!(r[0].is_ok(), "{r:?}");
+}
+
+fn r_hash(c: &Chain, user: &sou_types::Keypair, nonce: u64, amount: u128) -> sou_types::TxHash {
+    c.tx_nonce(user, nonce, transfer(c.addr(1), amount)).hash()
+}
+
+/// A transaction past its expiry height leaves the pool when a block is
+/// committed, and gives its sender's spend back.
+#[test]
+fn expired_transactions_leave_and_give_their_spend_back() {
+    let mut c = chain(2);
+    let user = c.user(0).clone_key();
+    let b = c.addr(1);
+    let mut m = pool();
+    let tip = c.ledger.tip().height;
+    let short = Transaction {
+        chain_id: c.ledger.chain_id().clone(),
+        sender: user.address(),
+        nonce: 0,
+        max_fee: FEE,
+        expiry_height: tip + 2,
+        payload: transfer(b, USER_USDT - FEE.0),
+    }
+    .sign(&user);
+    assert!(m.admit(vec![short], &c.ledger)[0].is_ok());
+    // Everything is spoken for until it expires.
+    let next = c.tx_nonce(&user, 1, transfer(b, 1));
+    assert!(m.admit(vec![next.clone()], &c.ledger)[0].is_err());
+    // A block that does not include it: it may still be in the next one.
+    c.block(vec![]);
+    m.update(&[], &c.ledger).unwrap();
+    assert_eq!(m.len(), 1);
+    // Past its expiry height now.
+    c.block(vec![]);
+    m.update(&[], &c.ledger).unwrap();
+    assert_eq!(m.len(), 0);
+    assert_eq!(m.bytes(), 0);
+    let first = c.tx_nonce(&user, 0, transfer(b, 1));
+    let r = m.admit(vec![first, next], &c.ledger);
+    assert!(r.iter().all(Result::is_ok), "{r:?}");
 }
 
 #[test]
