@@ -34,7 +34,7 @@ pub use exec::{
     Applied, BlockContext, BlockExecutor, Candidate, ExecutedBlock, OnInvalid, MAX_BLOCK_EVIDENCE,
 };
 pub use ledger::{Checks, GenesisAsset, GenesisState, GenesisValidator, Ledger};
-pub use mempool::{AdmitError, Mempool, MempoolConfig};
+pub use mempool::{precheck, AdmitError, Mempool, MempoolConfig, Prechecked};
 pub use params::Params;
 pub use receipt::{Receipt, TxStatus};
 pub use store::{HistoryCursor, StateReader, Store, Tip, TxRecord};

@@ -167,6 +167,72 @@ pub struct Mempool {
     fee: Option<(Symbol, Amount)>,
 }
 
+/// Transactions checked without the pool: the rules of a transaction on
+/// its own, the sender's nonce not yet used, and the signature (verified in
+/// one batch). What [`Mempool::admit_verified`] takes.
+#[derive(Debug)]
+pub struct Prechecked {
+    /// A result per transaction, in order; refusals are final, the others
+    /// are decided by `admit_verified`.
+    results: Vec<Result<TxHash, AdmitError>>,
+    /// (position, transaction, hash, encoded length) of those let through.
+    candidates: Vec<(usize, SignedTransaction, TxHash, usize)>,
+}
+
+/// The expensive half of admission, which needs no pool and so runs
+/// without its lock: a node verifying a batch of signatures does not hold
+/// up block building and execution, which need the pool too. The nonce is
+/// checked against the ledger first, so replays of committed transactions
+/// cost no signature check.
+pub fn precheck(txs: Vec<(SignedTransaction, TxHash, usize)>, ledger: &Ledger) -> Prechecked {
+    let height = ledger.tip().height + 1;
+    let p = ledger.params();
+    let mut results = Vec::with_capacity(txs.len());
+    let mut candidates = Vec::with_capacity(txs.len());
+    for (i, (tx, hash, len)) in txs.into_iter().enumerate() {
+        let refused = check_static(&tx, len, p, ledger.chain_id(), height)
+            .map_err(AdmitError::from)
+            .and_then(|()| {
+                let acc = ledger
+                    .account(&tx.tx.sender)
+                    .map_err(|e| AdmitError::Ledger(e.to_string()))?;
+                if tx.tx.nonce < acc.nonce {
+                    return Err(InvalidTx::NonceUsed {
+                        got: tx.tx.nonce,
+                        expected: acc.nonce,
+                    }
+                    .into());
+                }
+                Ok(())
+            });
+        match refused {
+            Ok(()) => {
+                // Decided by `admit_verified`.
+                results.push(Ok(hash));
+                candidates.push((i, tx, hash, len));
+            }
+            Err(e) => results.push(Err(e)),
+        }
+    }
+    let items: Vec<_> = candidates
+        .iter()
+        .map(|(_, tx, h, _)| (tx.tx.sender.public_key(), *h, tx.signature))
+        .collect();
+    let valid = verify_batch(&items);
+    let mut verified = Vec::with_capacity(candidates.len());
+    for (c, ok) in candidates.into_iter().zip(valid) {
+        if ok {
+            verified.push(c);
+        } else {
+            results[c.0] = Err(InvalidTx::BadSignature.into());
+        }
+    }
+    Prechecked {
+        results,
+        candidates: verified,
+    }
+}
+
 impl Mempool {
     pub fn new(config: MempoolConfig) -> Mempool {
         Mempool {
@@ -220,10 +286,22 @@ impl Mempool {
         txs: Vec<(SignedTransaction, TxHash, usize)>,
         ledger: &Ledger,
     ) -> Vec<Result<TxHash, AdmitError>> {
+        self.admit_verified(precheck(txs, ledger), ledger)
+    }
+
+    /// Admits what [`precheck`] let through: the checks that need the pool
+    /// (duplicates, nonces taken, pending spend, limits), with the account
+    /// read again, then the pool. Cheap: the signatures are verified.
+    pub fn admit_verified(
+        &mut self,
+        pre: Prechecked,
+        ledger: &Ledger,
+    ) -> Vec<Result<TxHash, AdmitError>> {
         let height = ledger.tip().height + 1;
-        let mut results: Vec<Result<TxHash, AdmitError>> = Vec::with_capacity(txs.len());
-        // Each candidate with its sender's account nonce as `check` read it.
-        let mut candidates: Vec<(usize, TxHash, SignedTransaction, usize, u64)> = Vec::new();
+        let Prechecked {
+            mut results,
+            candidates,
+        } = pre;
         let p = ledger.params();
         self.fee = Some((p.fee_asset, p.tx_fee));
         let mut seen = HashSet::default();
@@ -231,8 +309,8 @@ impl Mempool {
         // transactions, so a sender cannot over-commit within one batch.
         let mut pending_spend: HashMap<(Address, Symbol), u128> = HashMap::default();
         let mut pending_nonces: HashMap<Address, HashSet<u64>> = HashMap::default();
-        for (i, (tx, hash, len)) in txs.into_iter().enumerate() {
-            let checked = self.check(
+        for (i, tx, hash, len) in candidates {
+            let account_nonce = match self.check(
                 &tx,
                 hash,
                 len,
@@ -241,30 +319,28 @@ impl Mempool {
                 &mut seen,
                 &mut pending_spend,
                 &mut pending_nonces,
-            );
-            match checked {
-                Ok(account_nonce) => {
-                    results.push(Ok(hash));
-                    candidates.push((i, hash, tx, len, account_nonce));
+            ) {
+                Ok(n) => n,
+                Err(e) => {
+                    results[i] = Err(e);
+                    continue;
                 }
-                Err(e) => results.push(Err(e)),
-            }
-        }
-        let items: Vec<_> = candidates
-            .iter()
-            .map(|(_, h, tx, _, _)| (tx.tx.sender.public_key(), *h, tx.signature))
-            .collect();
-        let valid = verify_batch(&items);
-        for ((i, hash, tx, len, account_nonce), ok) in candidates.into_iter().zip(valid) {
-            if !ok {
-                results[i] = Err(InvalidTx::BadSignature.into());
-                continue;
-            }
+            };
             if self.entries.len() >= self.config.max_txs || self.bytes + len > self.config.max_bytes
             {
                 results[i] = Err(AdmitError::Full {
                     max_txs: self.config.max_txs,
                     max_bytes: self.config.max_bytes,
+                });
+                continue;
+            }
+            let held = self
+                .senders
+                .get(&tx.tx.sender)
+                .map_or(0, |q| q.by_nonce.len());
+            if held >= self.config.max_txs_per_sender {
+                results[i] = Err(AdmitError::SenderFull {
+                    max: self.config.max_txs_per_sender,
                 });
                 continue;
             }
@@ -279,12 +355,6 @@ impl Mempool {
             if queue.arrival == arrival {
                 self.next_arrival += 1;
             }
-            if queue.by_nonce.len() >= self.config.max_txs_per_sender {
-                results[i] = Err(AdmitError::SenderFull {
-                    max: self.config.max_txs_per_sender,
-                });
-                continue;
-            }
             // As `check` read it in this call (reading the account again
             // cost a lookup and a decode per transaction). A block committed
             // since is reconciled by `update`, which the node calls after
@@ -295,6 +365,7 @@ impl Mempool {
             self.bytes += len;
             self.by_expiry.insert((tx.tx.expiry_height, hash));
             self.entries.insert(hash, Entry { tx, len });
+            results[i] = Ok(hash);
         }
         results
     }

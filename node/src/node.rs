@@ -136,8 +136,27 @@ impl Shared {
         let mut to_gossip = Vec::new();
         let mut admitted = 0u64;
         if !ok.is_empty() {
+            // What the pool holds already costs no signature check.
+            {
+                let pool = lock(&self.mempool);
+                let mut kept = Vec::with_capacity(ok.len());
+                let mut kept_slots = Vec::with_capacity(ok.len());
+                for (item, slot) in ok.into_iter().zip(slots) {
+                    if pool.contains(&item.1) {
+                        results[slot] = Some(Err(AdmitError::Duplicate(item.1)));
+                    } else {
+                        kept.push(item);
+                        kept_slots.push(slot);
+                    }
+                }
+                ok = kept;
+                slots = kept_slots;
+            }
+            // Signatures are verified without the pool's lock, which block
+            // building and execution need.
+            let checked = sou_ledger::precheck(ok, &self.ledger);
             let mut pool = lock(&self.mempool);
-            let outcome = pool.admit_hashed(ok, &self.ledger);
+            let outcome = pool.admit_verified(checked, &self.ledger);
             self.metrics.mempool_transactions.set(pool.len() as i64);
             self.metrics.mempool_bytes.set(pool.bytes() as i64);
             for (slot, r) in slots.into_iter().zip(outcome) {

@@ -305,3 +305,49 @@ fn selection_takes_nonce_runs_fairly_and_update_prunes() {
     assert!(r[0].is_ok());
     assert_eq!(m.select(100, 1 << 20).len(), 2);
 }
+
+/// Admission in two steps, as the node runs it: `precheck` (signatures,
+/// without the pool) and `admit_verified` (the pool's rules). Two batches
+/// prechecked apart still cannot both take a nonce, a bad signature never
+/// reaches the pool, and a replay of a committed transaction is refused
+/// before its signature is looked at.
+#[test]
+fn admission_in_two_steps_keeps_every_rule() {
+    let mut c = chain(2);
+    let user = c.user(0).clone_key();
+    let b = c.addr(1);
+    let mut m = pool();
+    let hashed = |tx: sou_types::SignedTransaction| {
+        let (hash, len) = tx.hash_and_len();
+        vec![(tx, hash, len)]
+    };
+    let first = sou_ledger::precheck(hashed(c.tx_nonce(&user, 0, transfer(b, 1))), &c.ledger);
+    let second = sou_ledger::precheck(hashed(c.tx_nonce(&user, 0, transfer(b, 2))), &c.ledger);
+    assert!(m.admit_verified(first, &c.ledger)[0].is_ok());
+    assert_eq!(
+        m.admit_verified(second, &c.ledger)[0],
+        Err(AdmitError::NonceTaken(0))
+    );
+
+    let mut forged = c.tx_nonce(&user, 1, transfer(b, 1));
+    forged.signature.0[0] ^= 1;
+    let pre = sou_ledger::precheck(hashed(forged), &c.ledger);
+    assert_eq!(
+        m.admit_verified(pre, &c.ledger)[0],
+        Err(AdmitError::Invalid(InvalidTx::BadSignature))
+    );
+    assert_eq!(m.len(), 1);
+
+    // Committed, then replayed with its signature broken: the used nonce
+    // is what refuses it.
+    let tx = c.tx_nonce(&user, 0, transfer(b, 1));
+    let (executed, _) = c.block(vec![tx.clone()]);
+    assert!(executed.receipts[0].succeeded());
+    let mut replay = tx;
+    replay.signature.0[0] ^= 1;
+    let pre = sou_ledger::precheck(hashed(replay), &c.ledger);
+    assert!(matches!(
+        m.admit_verified(pre, &c.ledger)[0],
+        Err(AdmitError::Invalid(InvalidTx::NonceUsed { .. }))
+    ));
+}
