@@ -294,6 +294,16 @@ impl P2p {
         });
     }
 
+    /// Neither accepts nor rejects a message (it is not forwarded, and its
+    /// sender is not penalised): for one this node could not look at.
+    pub fn ignore(&self, id: MessageId, source: PeerId) {
+        let _ = self.commands.send(Command::Report {
+            id,
+            source,
+            acceptance: MessageAcceptance::Ignore,
+        });
+    }
+
     pub fn respond(&self, channel: ResponseChannel<SyncResponse>, response: SyncResponse) {
         let _ = self.commands.send(Command::Respond(channel, response));
     }
