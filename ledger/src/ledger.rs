@@ -15,7 +15,7 @@ use crate::exec::{Applied, BlockContext, BlockExecutor, Candidate, ExecutedBlock
 use crate::lthash::LtHash;
 use crate::params::Params;
 use crate::state::{
-    bonded_pool, Account, AssetInfo, AssetRoles, Delegation, Validator, ValidatorSet,
+    bonded_pool, Account, AssetInfo, AssetRoles, Delegation, StateKey, Validator, ValidatorSet,
 };
 use crate::store::{StateReader, Store, Tip};
 use crate::{Error, Result};
@@ -447,8 +447,17 @@ impl Ledger {
         StateCache::new(&self.store)
     }
 
+    /// Read straight from the store: the mempool reads an account for
+    /// every transaction it admits, and a state cache (a map built and
+    /// dropped per call) cost more than the read.
     pub fn account(&self, a: &Address) -> Result<Account> {
-        self.reader().account(a)
+        match self.store.get_state(&StateKey::Account(*a).encode())? {
+            None => Ok(Account::default()),
+            Some(bytes) => borsh::from_slice(&bytes).map_err(|e| Error::Corrupt {
+                what: format!("account {a}"),
+                reason: e.to_string(),
+            }),
+        }
     }
 
     pub fn asset(&self, s: &Symbol) -> Result<Option<AssetInfo>> {
