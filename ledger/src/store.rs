@@ -5,12 +5,12 @@
 //! |-------------------|--------------------------------------|----------------------------|
 //! | `blocks`          | height (u64 BE)                      | header + transaction hashes |
 //! | `block_hashes`    | block hash                           | height (u64 BE)            |
-//! | `transactions`    | height (u64 BE) ‖ index (u32 BE)     | signed tx, receipt         |
+//! | `transactions`    | height (u64 BE) ‖ page (u32 BE)      | a page of up to [`TX_PAGE`] records (signed tx, receipt) |
 //! | `tx_index`        | tx hash                              | height (u64 BE) ‖ index (u32 BE) |
 //! | `address_history` | address ‖ !height BE                 | index (u32 BE)…, newest first |
 //! | `state`           | [`StateKey::encode`]                 | the record, borsh          |
 //! | `state_changes`   | height (u64 BE)                      | the block's state writes, until its chunk is in `state` |
-//! | `meta`            | `schema`, `tip`, `lthash`, `indexed_to`, `state_to` | layout version, tip height and hash, LtHash, last height whose index entries (state writes) are in `tx_index` and `address_history` (`state`) |
+//! | `meta`            | `schema`, `tip`, `lthash`, `indexed_to`, `state_to`, `paged_from` | layout version, tip height and hash, LtHash, last height whose index entries (state writes) are in `tx_index` and `address_history` (`state`), first height whose records are paged |
 //! | `finality`        | height (u64 BE)                      | the proof the block is final (consensus's certificate, opaque here) |
 //!
 //! Big-endian heights make RocksDB's byte order the chain's order; address
@@ -20,12 +20,14 @@
 //! block rather than one per payment.
 //!
 //! Transactions are keyed by where they sit in the chain, so a block's
-//! records (nearly all the bytes a block writes) arrive in key order: the
-//! memtable appends them next to the previous insert and a flush writes them
-//! out without sorting, and a block's body is one range scan. Only the small
-//! `tx_index` entries are keyed by random hashes. An address's history
-//! lists positions (4 bytes each) rather than hashes, and reads records
-//! directly by position.
+//! records (nearly all the bytes a block writes) arrive in key order, and a
+//! block's body is one range scan. They are stored [`TX_PAGE`] to a value
+//! (a table of offsets, then the records), so a block of 10,000 costs 157
+//! memtable inserts rather than 10,000, and a read by position decodes only
+//! its own record. Databases written before layout 5 keep one record per
+//! key below `meta/paged_from`. Only the small `tx_index` entries are keyed
+//! by random hashes. An address's history lists positions (4 bytes each)
+//! rather than hashes, and reads records directly by position.
 //!
 //! The other writes of a block go into the batch sorted by key within each
 //! column family: RocksDB's memtable skip list then finds each insert
@@ -104,12 +106,17 @@ const META_LTHASH: &[u8] = b"lthash";
 const META_SCHEMA: &[u8] = b"schema";
 const META_INDEXED_TO: &[u8] = b"indexed_to";
 const META_STATE_TO: &[u8] = b"state_to";
+const META_PAGED_FROM: &[u8] = b"paged_from";
 /// The layout above. A database written before the layout had a version
 /// (transactions keyed by hash) has a tip and no `schema`: version 1.
-/// Version 2 wrote every block's index entries with the block, and version
-/// 3 every block's state writes: they read as version 4 with `indexed_to`
-/// (version 2) and `state_to` at the tip, and are marked 4 when opened.
-const SCHEMA_VERSION: u32 = 4;
+/// Version 2 wrote every block's index entries with the block, version 3
+/// every block's state writes, version 4 one record per key: they read as
+/// version 5 with `indexed_to` (version 2) and `state_to` (versions 2 and
+/// 3) at the tip and `paged_from` above it, and are marked 5 when opened.
+const SCHEMA_VERSION: u32 = 5;
+
+/// Transaction records per value in `transactions`.
+pub const TX_PAGE: u32 = 64;
 
 /// Blocks whose index entries and state writes are held in memory before
 /// they are written to RocksDB together.
@@ -513,6 +520,8 @@ impl Recent {
 pub struct Store {
     db: DB,
     ids: CfIds,
+    /// Records of blocks from this height on are paged (module docs).
+    paged_from: u64,
     cache: Mutex<StateReadCache>,
     lanes: LanesMemo,
     /// Readers hold it (read) across their RocksDB reads of the two
@@ -571,9 +580,25 @@ impl Store {
             meta: id(CF_META)?,
         };
         check_schema(&db)?;
+        let paged_from = {
+            let meta = db
+                .cf_handle(CF_META)
+                .ok_or_else(|| corrupt("column families", "meta is missing"))?;
+            match db.get_cf(meta, META_PAGED_FROM)? {
+                Some(b) => u64::from_be_bytes(
+                    b.as_slice()
+                        .try_into()
+                        .map_err(|_| corrupt("paged_from", "not 8 bytes"))?,
+                ),
+                // A new database: written with genesis.
+                None if db.get_cf(meta, META_TIP)?.is_none() => 0,
+                None => return Err(corrupt("paged_from", "missing")),
+            }
+        };
         let store = Store {
             db,
             ids,
+            paged_from,
             cache: Mutex::new(StateReadCache {
                 entries: HashMap::default(),
                 max_entries: cache_entries,
@@ -767,13 +792,13 @@ impl Store {
             block.transactions.iter().zip(&executed.receipts).collect();
         // Records in position order (key order), each encoded into one
         // reused buffer.
-        let mut buf = Vec::with_capacity(512);
-        for (i, (tx, receipt)) in pairs.iter().enumerate() {
-            buf.clear();
-            TxRecordRef { tx, receipt }
-                .serialize(&mut buf)
-                .map_err(|e| corrupt("transaction record", e))?;
-            batch.put(ids.transactions, &tx_key(height, i as u32), &buf)?;
+        let mut buf = Vec::with_capacity(TX_PAGE as usize * 320);
+        for (page, records) in pairs.chunks(TX_PAGE as usize).enumerate() {
+            encode_page(records, &mut buf)?;
+            batch.put(ids.transactions, &tx_key(height, page as u32), &buf)?;
+        }
+        if height == 0 {
+            batch.put(ids.meta, META_PAGED_FROM, &0u64.to_be_bytes())?;
         }
         let index = BlockIndex::of(pairs.iter().map(|(tx, r)| (*tx, r.tx_hash)));
         batch.put(ids.meta, META_LTHASH, &executed.lthash.to_bytes())?;
@@ -843,7 +868,8 @@ impl Store {
     }
 
     /// The `count` transaction records of the block at `height`, in order:
-    /// one scan of consecutive keys.
+    /// one scan of consecutive keys (pages, or single records below
+    /// `paged_from`).
     fn block_records(&self, height: u64, count: usize) -> Result<Vec<TxRecord>> {
         let mut ro = ReadOptions::default();
         ro.set_iterate_upper_bound(match height.checked_add(1) {
@@ -856,18 +882,45 @@ impl Store {
             ro,
             IteratorMode::From(&start, Direction::Forward),
         );
+        let paged = height >= self.paged_from;
         let mut records = Vec::with_capacity(count);
-        for item in iter {
+        for (n, item) in iter.enumerate() {
             let (key, bytes) = item?;
-            if *key != tx_key(height, records.len() as u32) {
+            if *key != tx_key(height, n as u32) {
                 return Err(corrupt("block", "a transaction is missing"));
             }
-            records.push(borsh::from_slice(&bytes).map_err(|e| corrupt("transaction", e))?);
+            if paged {
+                page_records(&bytes, &mut records)?;
+            } else {
+                records.push(borsh::from_slice(&bytes).map_err(|e| corrupt("transaction", e))?);
+            }
         }
         if records.len() != count {
             return Err(corrupt("block", "a transaction is missing"));
         }
         Ok(records)
+    }
+
+    /// Where the record at (`height`, `index`) is: its key, and its slot
+    /// in the page (`None`: a single record, below `paged_from`).
+    fn record_key(&self, height: u64, index: u32) -> ([u8; 12], Option<usize>) {
+        if height >= self.paged_from {
+            (
+                tx_key(height, index / TX_PAGE),
+                Some((index % TX_PAGE) as usize),
+            )
+        } else {
+            (tx_key(height, index), None)
+        }
+    }
+
+    /// Decodes the record a value read at `record_key` holds.
+    fn record_in(bytes: &[u8], slot: Option<usize>) -> Result<TxRecord> {
+        let one = match slot {
+            Some(slot) => page_record(bytes, slot)?,
+            None => bytes,
+        };
+        borsh::from_slice(one).map_err(|e| corrupt("transaction", e))
     }
 
     /// The proof of finality stored with the block at `height`.
@@ -897,22 +950,28 @@ impl Store {
 
     pub fn transaction(&self, hash: &TxHash) -> Result<Option<TxRecord>> {
         let recent = self.read_recent();
-        let at = match recent.index.txs.get(hash).copied() {
-            Some((height, index)) => tx_key(height, index).to_vec(),
+        let (height, index) = match recent.index.txs.get(hash).copied() {
+            Some(at) => at,
             None => match self.db.get_cf(self.cf(CF_TX_INDEX)?, hash.0)? {
-                Some(at) => at,
+                Some(at) => {
+                    let at: [u8; 12] = at
+                        .as_slice()
+                        .try_into()
+                        .map_err(|_| corrupt("transaction index", "not 12 bytes"))?;
+                    let (h, i) = at.split_at(8);
+                    (
+                        u64::from_be_bytes(h.try_into().unwrap_or_default()),
+                        u32::from_be_bytes(i.try_into().unwrap_or_default()),
+                    )
+                }
                 None => return Ok(None),
             },
         };
         drop(recent);
-        if at.len() != 12 {
-            return Err(corrupt("transaction index", "not 12 bytes"));
-        }
-        match self.db.get_cf(self.cf(CF_TRANSACTIONS)?, &at)? {
+        let (key, slot) = self.record_key(height, index);
+        match self.db.get_cf(self.cf(CF_TRANSACTIONS)?, key)? {
             None => Err(corrupt("transaction", "indexed but missing")),
-            Some(b) => borsh::from_slice(&b)
-                .map(Some)
-                .map_err(|e| corrupt("transaction", e)),
+            Some(b) => Self::record_in(&b, slot).map(Some),
         }
     }
 
@@ -951,11 +1010,15 @@ impl Store {
     ) -> Result<Vec<TxRecord>> {
         let at = self.history_positions(address, before, limit)?;
         let cf = self.cf(CF_TRANSACTIONS)?;
-        let keys = at.iter().map(|c| (cf, tx_key(c.height, c.index)));
+        let places: Vec<([u8; 12], Option<usize>)> = at
+            .iter()
+            .map(|c| self.record_key(c.height, c.index))
+            .collect();
+        let keys = places.iter().map(|(key, _)| (cf, *key));
         let mut out = Vec::with_capacity(at.len());
-        for r in self.db.multi_get_cf(keys) {
+        for (r, (_, slot)) in self.db.multi_get_cf(keys).into_iter().zip(&places) {
             let bytes = r?.ok_or_else(|| corrupt("history", "a transaction is missing"))?;
-            out.push(borsh::from_slice(&bytes).map_err(|e| corrupt("transaction", e))?);
+            out.push(Self::record_in(&bytes, *slot)?);
         }
         Ok(out)
     }
@@ -1185,6 +1248,77 @@ fn cf_options(name: &str) -> Options {
     o
 }
 
+/// Encodes a page of records into `buf`: their count (u32 LE), the offset
+/// of each and of the end (u32 LE, from the first record), then the records.
+fn encode_page(records: &[(&SignedTransaction, &Receipt)], buf: &mut Vec<u8>) -> Result<()> {
+    buf.clear();
+    buf.extend_from_slice(&(records.len() as u32).to_le_bytes());
+    let table = buf.len();
+    buf.resize(table + 4 * (records.len() + 1), 0);
+    let start = buf.len();
+    let put_offset = |buf: &mut Vec<u8>, slot: usize| {
+        let offset = (buf.len() - start) as u32;
+        buf[table + 4 * slot..table + 4 * slot + 4].copy_from_slice(&offset.to_le_bytes());
+    };
+    for (slot, (tx, receipt)) in records.iter().enumerate() {
+        put_offset(buf, slot);
+        TxRecordRef { tx, receipt }
+            .serialize(buf)
+            .map_err(|e| corrupt("transaction record", e))?;
+    }
+    put_offset(buf, records.len());
+    Ok(())
+}
+
+/// The count and the offset table of a page, checked: offsets ascend and
+/// stay within the page.
+fn page_table(page: &[u8]) -> Result<(usize, &[u8], &[u8])> {
+    let bad = || corrupt("transaction page", "malformed");
+    let count = page
+        .get(..4)
+        .and_then(|b| b.try_into().ok())
+        .map(u32::from_le_bytes)
+        .ok_or_else(bad)? as usize;
+    let table_len = count
+        .checked_add(1)
+        .and_then(|n| n.checked_mul(4))
+        .ok_or_else(bad)?;
+    let table = page.get(4..4 + table_len).ok_or_else(bad)?;
+    let data = &page[4 + table_len..];
+    Ok((count, table, data))
+}
+
+fn page_offset(table: &[u8], slot: usize) -> Option<usize> {
+    table
+        .get(4 * slot..4 * slot + 4)
+        .and_then(|b| b.try_into().ok())
+        .map(|b| u32::from_le_bytes(b) as usize)
+}
+
+/// The bytes of the record in `slot` of a page.
+fn page_record(page: &[u8], slot: usize) -> Result<&[u8]> {
+    let (count, table, data) = page_table(page)?;
+    if slot >= count {
+        return Err(corrupt("transaction page", "no such record"));
+    }
+    match (page_offset(table, slot), page_offset(table, slot + 1)) {
+        (Some(a), Some(b)) if a <= b => data
+            .get(a..b)
+            .ok_or_else(|| corrupt("transaction page", "malformed")),
+        _ => Err(corrupt("transaction page", "malformed")),
+    }
+}
+
+/// Decodes every record of a page onto `out`.
+fn page_records(page: &[u8], out: &mut Vec<TxRecord>) -> Result<()> {
+    let (count, ..) = page_table(page)?;
+    for slot in 0..count {
+        let bytes = page_record(page, slot)?;
+        out.push(borsh::from_slice(bytes).map_err(|e| corrupt("transaction", e))?);
+    }
+    Ok(())
+}
+
 /// `height ‖ index`, big-endian: a transaction's place in the chain, in
 /// chain order.
 fn tx_key(height: u64, index: u32) -> [u8; 12] {
@@ -1214,20 +1348,23 @@ fn check_schema(db: &DB) -> Result<()> {
             SCHEMA_VERSION
         }
     };
-    if found == 2 || found == 3 {
+    if (2..=4).contains(&found) {
         // Every state write (and in layout 2 every index entry) is in
-        // RocksDB: written up to the tip.
+        // RocksDB: written up to the tip. Records are single up to the tip.
         let tip: Option<Tip> = match db.get_cf(meta, META_TIP)? {
             Some(b) => Some(borsh::from_slice(&b).map_err(|e| corrupt("tip", e))?),
             None => None,
         };
-        let tip = tip.map_or(0, |t| t.height).to_be_bytes();
+        let tip = tip.map_or(0, |t| t.height);
         let mut batch = WriteBatch::default();
         batch.put_cf(meta, META_SCHEMA, SCHEMA_VERSION.to_be_bytes());
         if found == 2 {
-            batch.put_cf(meta, META_INDEXED_TO, tip);
+            batch.put_cf(meta, META_INDEXED_TO, tip.to_be_bytes());
         }
-        batch.put_cf(meta, META_STATE_TO, tip);
+        if found <= 3 {
+            batch.put_cf(meta, META_STATE_TO, tip.to_be_bytes());
+        }
+        batch.put_cf(meta, META_PAGED_FROM, (tip + 1).to_be_bytes());
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
         db.write_opt(batch, &wo)?;
@@ -1284,11 +1421,11 @@ mod tests {
     }
 
     /// Databases of layout 2 (every index entry and state write written
-    /// with its block) and 3 (every state write) open, marked as layout 4
-    /// and written up to their tip.
+    /// with its block), 3 (every state write) and 4 (one record per key)
+    /// open, marked as layout 5, written up to their tip and paged above it.
     #[test]
-    fn layout_2_and_3_databases_are_upgraded_in_place() {
-        for layout in [2u32, 3] {
+    fn layouts_2_to_4_are_upgraded_in_place() {
+        for layout in [2u32, 3, 4] {
             let dir = tempfile::tempdir().unwrap();
             let store = Store::open(dir.path()).unwrap();
             let meta = store.cf(CF_META).unwrap();
@@ -1309,7 +1446,15 @@ mod tests {
                     .put_cf(meta, META_INDEXED_TO, 7u64.to_be_bytes())
                     .unwrap();
             }
-            store.db.delete_cf(meta, META_STATE_TO).unwrap();
+            if layout == 4 {
+                store
+                    .db
+                    .put_cf(meta, META_STATE_TO, 7u64.to_be_bytes())
+                    .unwrap();
+            } else {
+                store.db.delete_cf(meta, META_STATE_TO).unwrap();
+            }
+            store.db.delete_cf(meta, META_PAGED_FROM).unwrap();
             // Opening builds nothing in memory: the blocks are all written.
             check_schema(&store.db).unwrap();
             let get = |key: &[u8]| store.db.get_cf(meta, key).unwrap();
@@ -1319,11 +1464,91 @@ mod tests {
             );
             assert_eq!(get(META_INDEXED_TO), Some(7u64.to_be_bytes().to_vec()));
             assert_eq!(get(META_STATE_TO), Some(7u64.to_be_bytes().to_vec()));
+            assert_eq!(get(META_PAGED_FROM), Some(8u64.to_be_bytes().to_vec()));
             store.rebuild_recent().unwrap();
             assert_eq!(store.lock_recent().index.indexed_to, 7);
             assert_eq!(store.lock_recent().state.state_to, 7);
             assert_eq!(store.lock_recent().entries(), 0);
         }
+    }
+
+    /// Records read the same stored in pages (from `paged_from` on) and one
+    /// per key (below it), by position and as a block.
+    #[test]
+    fn records_read_the_same_paged_and_single() {
+        use sou_types::{Amount, ChainId, Keypair, Memo, Payload, Transaction};
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        store.paged_from = 5;
+        let key = Keypair::derive_insecure(1, "pages");
+        let n = 2 * TX_PAGE + 22;
+        let records: Vec<TxRecord> = (0..n)
+            .map(|i| {
+                let tx = Transaction {
+                    chain_id: ChainId::new("sou-pages").unwrap(),
+                    sender: key.address(),
+                    nonce: u64::from(i),
+                    max_fee: Amount(1),
+                    expiry_height: 100,
+                    payload: Payload::Transfer {
+                        asset: sou_types::asset::NATIVE,
+                        to: key.address(),
+                        amount: Amount(u128::from(i) + 1),
+                        memo: Memo::empty(),
+                    },
+                }
+                .sign(&key);
+                let receipt = Receipt {
+                    tx_hash: tx.hash(),
+                    height: 7,
+                    index: i,
+                    fee: Amount(1),
+                    status: if i % 5 == 0 {
+                        crate::TxStatus::Failed {
+                            reason: "x".repeat(i as usize),
+                        }
+                    } else {
+                        crate::TxStatus::Success
+                    },
+                };
+                TxRecord { tx, receipt }
+            })
+            .collect();
+        let cf = store.cf(CF_TRANSACTIONS).unwrap();
+        let pairs: Vec<(&SignedTransaction, &Receipt)> =
+            records.iter().map(|r| (&r.tx, &r.receipt)).collect();
+        let mut buf = Vec::new();
+        for (page, chunk) in pairs.chunks(TX_PAGE as usize).enumerate() {
+            encode_page(chunk, &mut buf).unwrap();
+            store.db.put_cf(cf, tx_key(7, page as u32), &buf).unwrap();
+        }
+        for (i, r) in records.iter().enumerate() {
+            store.db.put_cf(cf, tx_key(3, i as u32), encode(r)).unwrap();
+        }
+        for height in [3, 7] {
+            assert_eq!(store.block_records(height, n as usize).unwrap(), records);
+            for i in [0, TX_PAGE - 1, TX_PAGE, n - 1] {
+                let (key, slot) = store.record_key(height, i);
+                assert_eq!(slot.is_some(), height == 7);
+                let bytes = store.db.get_cf(cf, key).unwrap().unwrap();
+                assert_eq!(Store::record_in(&bytes, slot).unwrap(), records[i as usize]);
+            }
+        }
+        // A page cut short or scribbled on is an error, never a panic.
+        encode_page(&pairs[..5], &mut buf).unwrap();
+        for cut in 0..buf.len() {
+            let mut out = Vec::new();
+            assert!(page_records(&buf[..cut], &mut out).is_err() || cut == buf.len());
+            let _ = page_record(&buf[..cut], 4);
+        }
+        for at in 0..buf.len().min(64) {
+            let mut bad = buf.clone();
+            bad[at] ^= 0xa5;
+            let mut out = Vec::new();
+            let _ = page_records(&bad, &mut out);
+            let _ = page_record(&bad, 2);
+        }
+        assert!(page_record(&buf, 5).is_err());
     }
 
     /// The encoder writes exactly the bytes RocksDB's own batch calls do,
