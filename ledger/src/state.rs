@@ -276,19 +276,23 @@ pub enum StateValue {
 
 impl StateValue {
     pub fn encode(&self) -> Vec<u8> {
+        // Room for an account with a few balances: `borsh::to_vec` reserves
+        // a kilobyte for every value, and a block encodes one per account.
+        let mut out = Vec::with_capacity(96);
         let r = match self {
-            StateValue::Params(v) => borsh::to_vec(v),
-            StateValue::Account(v) => borsh::to_vec(v),
-            StateValue::Asset(v) => borsh::to_vec(v),
-            StateValue::Validator(v) => borsh::to_vec(v),
-            StateValue::Delegation(v) => borsh::to_vec(v),
-            StateValue::Unbonding(v) => borsh::to_vec(v),
-            StateValue::ValidatorSet(v) => borsh::to_vec(v),
-            StateValue::Candidates(v) => borsh::to_vec(v),
-            StateValue::Evidence(v) => borsh::to_vec(v),
-            StateValue::AssetList(v) => borsh::to_vec(v),
+            StateValue::Params(v) => BorshSerialize::serialize(v, &mut out),
+            StateValue::Account(v) => BorshSerialize::serialize(v, &mut out),
+            StateValue::Asset(v) => BorshSerialize::serialize(v, &mut out),
+            StateValue::Validator(v) => BorshSerialize::serialize(v, &mut out),
+            StateValue::Delegation(v) => BorshSerialize::serialize(v, &mut out),
+            StateValue::Unbonding(v) => BorshSerialize::serialize(v, &mut out),
+            StateValue::ValidatorSet(v) => BorshSerialize::serialize(v, &mut out),
+            StateValue::Candidates(v) => BorshSerialize::serialize(v, &mut out),
+            StateValue::Evidence(v) => BorshSerialize::serialize(v, &mut out),
+            StateValue::AssetList(v) => BorshSerialize::serialize(v, &mut out),
         };
-        r.unwrap_or_else(|e| unreachable!("borsh encoding into a Vec failed: {e}"))
+        r.unwrap_or_else(|e| unreachable!("borsh encoding into a Vec failed: {e}"));
+        out
     }
 
     /// Decodes the record stored under `key`.
