@@ -135,6 +135,10 @@ impl Shared {
         }
         let mut to_gossip = Vec::new();
         let mut admitted = 0u64;
+        if source == Source::Rpc {
+            // A thread of the RPC server's blocking pool.
+            lower_admission_priority();
+        }
         if !ok.is_empty() {
             // What the pool holds already costs no signature check.
             {
@@ -711,6 +715,29 @@ struct Driver {
     blocks_since_compact: u64,
 }
 
+/// How much less CPU a thread admitting transactions gets than the
+/// consensus thread when they compete for it (a nice value: at 5 the
+/// consensus thread's share is about three times an admitting thread's).
+const ADMISSION_NICE: i32 = 5;
+
+/// Lowers the calling thread's scheduling priority, once per thread. A
+/// machine saturated with incoming transactions spent its CPU verifying
+/// them while blocks and votes waited, and finalized less the more was
+/// offered; admission at a lower priority leaves the consensus thread its
+/// share, and slows admission itself (which clients see as backpressure).
+fn lower_admission_priority() {
+    thread_local! {
+        static LOWERED: Cell<bool> = const { Cell::new(false) };
+    }
+    LOWERED.with(|lowered| {
+        if !lowered.replace(true) {
+            if let Err(e) = rustix::process::nice(ADMISSION_NICE) {
+                debug!(error = %e, "could not lower the admission thread's priority");
+            }
+        }
+    });
+}
+
 /// A gossip message of transactions, waiting to be admitted.
 struct GossipTxs {
     data: Vec<u8>,
@@ -739,6 +766,7 @@ fn spawn_gossip_admission(
     std::thread::Builder::new()
         .name("sou-admission".into())
         .spawn(move || {
+            lower_admission_priority();
             while let Ok(m) = rx.recv() {
                 admit_gossiped(&shared, &p2p, m, max_message_bytes);
             }
