@@ -136,7 +136,8 @@ impl Shared {
         let mut to_gossip = Vec::new();
         let mut admitted = 0u64;
         if source == Source::Rpc {
-            // A thread of the RPC server's blocking pool.
+            // A thread of the RPC server's blocking pool: every method that
+            // admits runs there (`tx_sendAndWait` moves its admission there).
             lower_admission_priority();
         }
         if !ok.is_empty() {

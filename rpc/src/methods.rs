@@ -453,7 +453,13 @@ fn register(m: &mut RpcModule<Ctx>) -> Result<(), jsonrpsee::core::RegisterMetho
             if let Some(r) = ctx.ledger().store().receipt(&hash).map_err(internal)? {
                 return Ok(view::receipt(&r));
             }
-            match ctx.backend.submit(vec![tx]).pop() {
+            // Admission verifies the signature: on a blocking thread, as
+            // `tx_send` runs, not on one that serves the network.
+            let backend = ctx.backend.clone();
+            let admitted = tokio::task::spawn_blocking(move || backend.submit(vec![tx]))
+                .await
+                .map_err(internal)?;
+            match admitted.into_iter().next() {
                 Some(Ok(_) | Err(AdmitError::Duplicate(_))) => {}
                 Some(Err(e)) => return Err(rejected(&e)),
                 None => return Err(internal("no admission result")),
