@@ -83,6 +83,8 @@ impl<'a, R: StateReader> StateCache<'a, R> {
         }
         let encoded: Vec<Vec<u8>> = missing.iter().map(StateKey::encode).collect();
         let values = self.reader.multi_get_state(&encoded)?;
+        // Once, rather than growing (and rehashing) through a block's keys.
+        self.slots.reserve(missing.len());
         for (key, bytes) in missing.into_iter().zip(values) {
             let current = bytes.as_deref().map(|b| decode(&key, b)).transpose()?;
             self.slots.insert(
