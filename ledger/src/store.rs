@@ -580,25 +580,10 @@ impl Store {
             meta: id(CF_META)?,
         };
         check_schema(&db)?;
-        let paged_from = {
-            let meta = db
-                .cf_handle(CF_META)
-                .ok_or_else(|| corrupt("column families", "meta is missing"))?;
-            match db.get_cf(meta, META_PAGED_FROM)? {
-                Some(b) => u64::from_be_bytes(
-                    b.as_slice()
-                        .try_into()
-                        .map_err(|_| corrupt("paged_from", "not 8 bytes"))?,
-                ),
-                // A new database: written with genesis.
-                None if db.get_cf(meta, META_TIP)?.is_none() => 0,
-                None => return Err(corrupt("paged_from", "missing")),
-            }
-        };
-        let store = Store {
+        let mut store = Store {
             db,
             ids,
-            paged_from,
+            paged_from: 0,
             cache: Mutex::new(StateReadCache {
                 entries: HashMap::default(),
                 max_entries: cache_entries,
@@ -609,6 +594,12 @@ impl Store {
                 DEFAULT_LANES_MEMO_ENTRIES
             }),
             recent: RwLock::new(Recent::default()),
+        };
+        store.paged_from = match store.meta_height(META_PAGED_FROM)? {
+            Some(h) => h,
+            // A new database: written with genesis.
+            None if store.tip()?.is_none() => 0,
+            None => return Err(corrupt("paged_from", "missing")),
         };
         store.rebuild_recent()?;
         Ok(store)
@@ -954,15 +945,7 @@ impl Store {
             Some(at) => at,
             None => match self.db.get_cf(self.cf(CF_TX_INDEX)?, hash.0)? {
                 Some(at) => {
-                    let at: [u8; 12] = at
-                        .as_slice()
-                        .try_into()
-                        .map_err(|_| corrupt("transaction index", "not 12 bytes"))?;
-                    let (h, i) = at.split_at(8);
-                    (
-                        u64::from_be_bytes(h.try_into().unwrap_or_default()),
-                        u32::from_be_bytes(i.try_into().unwrap_or_default()),
-                    )
+                    parse_tx_key(&at).ok_or_else(|| corrupt("transaction index", "not 12 bytes"))?
                 }
                 None => return Ok(None),
             },
@@ -1246,6 +1229,13 @@ fn cf_options(name: &str) -> Options {
         });
     }
     o
+}
+
+/// The (height, index) of a [`tx_key`].
+fn parse_tx_key(key: &[u8]) -> Option<(u64, u32)> {
+    let height = u64::from_be_bytes(key.get(..8)?.try_into().ok()?);
+    let index = u32::from_be_bytes(key.get(8..)?.try_into().ok()?);
+    Some((height, index))
 }
 
 /// Encodes a page of records into `buf`: their count (u32 LE), the offset

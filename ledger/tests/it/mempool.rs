@@ -160,18 +160,15 @@ fn pending_spend_counts_against_the_balance() {
         &c.ledger,
     );
     assert!(r[0].is_ok(), "{r:?}");
+    let fits = r[0].clone().unwrap();
     // A transaction that leaves the pool gives its spend back: another
     // one for nonce 1 fits once the first is removed, and not before.
     let other = c.tx_nonce(&user, 1, transfer(b, half - 2 * FEE.0 - 1));
     let r = m.admit(vec![other.clone()], &c.ledger);
     assert!(r[0].is_err(), "{r:?}");
-    m.remove(&[r_hash(&c, &user, 1, half - 2 * FEE.0)]);
+    m.remove(&[fits]);
     let r = m.admit(vec![other], &c.ledger);
     assert!(r[0].is_ok(), "{r:?}");
-}
-
-fn r_hash(c: &Chain, user: &sou_types::Keypair, nonce: u64, amount: u128) -> sou_types::TxHash {
-    c.tx_nonce(user, nonce, transfer(c.addr(1), amount)).hash()
 }
 
 /// A transaction past its expiry height leaves the pool when a block is
