@@ -164,7 +164,6 @@ impl<'a, R: StateReader> StateCache<'a, R> {
     pub fn diff(&self, base: &LtHash) -> StateDiff {
         let mut lthash = base.clone();
         let mut writes = Vec::new();
-        let mut memo = self.reader.lanes_memo().map(|m| m.lock());
         for (key, slot) in &self.slots {
             if !slot.dirty {
                 continue;
@@ -174,17 +173,7 @@ impl<'a, R: StateReader> StateCache<'a, R> {
                 continue;
             }
             let k = key.encode();
-            match memo.as_mut() {
-                Some(memo) => {
-                    if let Some(old) = &slot.original {
-                        memo.sub_from(&mut lthash, &k, old);
-                    }
-                    if let Some(new) = &new {
-                        memo.add_to(&mut lthash, &k, new);
-                    }
-                }
-                None => lthash.replace(&k, slot.original.as_deref(), new.as_deref()),
-            }
+            lthash.replace(&k, slot.original.as_deref(), new.as_deref());
             writes.push((k, new));
         }
         // The writes' order does not matter to RocksDB or to the LtHash; a

@@ -523,10 +523,6 @@ impl Overlay<'_> {
 }
 
 impl StateReader for Overlay<'_> {
-    fn lanes_memo(&self) -> Option<&crate::lthash::LanesMemo> {
-        self.store.lanes_memo()
-    }
-
     fn get_state(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         match self.lookup(key) {
             Some(v) => Ok(v),

@@ -76,7 +76,7 @@ use rocksdb::{
 use sou_types::{Address, Block, BlockHash, BlockHeader, Misbehaviour, SignedTransaction, TxHash};
 
 use crate::exec::ExecutedBlock;
-use crate::lthash::{LanesMemo, LtHash, DEFAULT_LANES_MEMO_ENTRIES};
+use crate::lthash::LtHash;
 use crate::receipt::Receipt;
 use crate::state::STATE_KEY_MIN_BYTES;
 use crate::{Error, Result};
@@ -164,11 +164,6 @@ pub struct Tip {
 pub trait StateReader {
     fn get_state(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
     fn multi_get_state(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>>;
-
-    /// Lanes of state entries computed before, if this reader keeps them.
-    fn lanes_memo(&self) -> Option<&LanesMemo> {
-        None
-    }
 }
 
 /// A position in an address's history: the newest entry older than it is
@@ -523,7 +518,6 @@ pub struct Store {
     /// Records of blocks from this height on are paged (module docs).
     paged_from: u64,
     cache: Mutex<StateReadCache>,
-    lanes: LanesMemo,
     /// Readers hold it (read) across their RocksDB reads of the two
     /// indexes and of the state (and the read cache's update); a commit
     /// that closes a chunk holds it (write) from its write until the
@@ -587,11 +581,6 @@ impl Store {
             cache: Mutex::new(StateReadCache {
                 entries: HashMap::default(),
                 max_entries: cache_entries,
-            }),
-            lanes: LanesMemo::new(if cache_entries == 0 {
-                0
-            } else {
-                DEFAULT_LANES_MEMO_ENTRIES
             }),
             recent: RwLock::new(Recent::default()),
         };
@@ -1115,10 +1104,6 @@ impl Store {
 }
 
 impl StateReader for Store {
-    fn lanes_memo(&self) -> Option<&LanesMemo> {
-        Some(&self.lanes)
-    }
-
     fn get_state(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         // Held until the cache is updated (see `Store::recent`).
         let recent = self.read_recent();
