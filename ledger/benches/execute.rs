@@ -2,7 +2,7 @@
 //! with ed25519 signature verification measured on its own.
 //!
 //! ```sh
-//! cargo bench -p sou-ledger --bench execute -- [--accounts 10000] [--txs 10000] [--blocks 5] [--skip-verify]
+//! cargo bench -p sou-ledger --bench execute -- [--accounts 10000] [--txs 10000] [--blocks 5] [--skip-verify] [--per-block]
 //! ```
 //! Everything runs on one thread, so the figures are per core.
 
@@ -20,6 +20,8 @@ struct Args {
     blocks: usize,
     /// Skip the verification stages (to profile execution and commit alone).
     skip_verify: bool,
+    /// Print each block's execute and commit times.
+    per_block: bool,
 }
 
 fn args() -> Args {
@@ -28,6 +30,7 @@ fn args() -> Args {
         txs: 10_000,
         blocks: 5,
         skip_verify: false,
+        per_block: false,
     };
     let argv: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -38,6 +41,7 @@ fn args() -> Args {
             "--txs" => a.txs = value().expect("--txs N"),
             "--blocks" => a.blocks = value().expect("--blocks N"),
             "--skip-verify" => a.skip_verify = true,
+            "--per-block" => a.per_block = true,
             _ => {} // cargo bench passes --bench
         }
         i += 1;
@@ -228,6 +232,15 @@ fn main() {
         commit_time += start.elapsed();
         commit_cpu += thread_cpu() - cpu;
         per_block.push(block_start.elapsed());
+        if a.per_block {
+            let took = block_start.elapsed();
+            println!(
+                "  block {:>3}: execute {:5.1} ms, commit {:5.1} ms",
+                i + 1,
+                (took - start.elapsed()).as_secs_f64() * 1e3,
+                start.elapsed().as_secs_f64() * 1e3
+            );
+        }
     }
     // Every byte committed is flushed from memtables to SST files once;
     // flush what is left so the process CPU covers all of it.
