@@ -7,7 +7,7 @@
 //! | `block_hashes`    | block hash                           | height (u64 BE)            |
 //! | `transactions`    | height (u64 BE) ‖ page (u32 BE)      | a page of up to [`TX_PAGE`] records (signed tx, receipt) |
 //! | `tx_index`        | tx hash                              | height (u64 BE) ‖ index (u32 BE) |
-//! | `address_history` | address ‖ !height BE                 | index (u32 BE)…, newest first |
+//! | `address_history` | address ‖ !oldest height BE ‖ 1       | the address's positions in a chunk, height (u64 BE) ‖ index (u32 BE)…, newest first |
 //! | `state`           | [`StateKey::encode`]                 | the record, borsh          |
 //! | `state_changes`   | height (u64 BE)                      | the block's state writes, until its chunk is in `state` |
 //! | `meta`            | `schema`, `tip`, `lthash`, `indexed_to`, `state_to`, `paged_from` | layout version, tip height and hash, LtHash, last height whose index entries (state writes) are in `tx_index` and `address_history` (`state`), first height whose records are paged |
@@ -15,9 +15,11 @@
 //!
 //! Big-endian heights make RocksDB's byte order the chain's order; address
 //! history stores them inverted, so "newest first" is a forward scan of the
-//! address's prefix. An address gets one history entry per block it appears
-//! in, listing its transactions there, so a busy payee costs one write per
-//! block rather than one per payment.
+//! address's prefix. An address gets one history entry per chunk (below) it
+//! appears in, listing its transactions' positions there, so a busy payee
+//! costs one write per 16 blocks rather than one per payment. (Layouts
+//! before 6 wrote one entry per block, `address ‖ !height`, listing
+//! indexes; they are read as they are.)
 //!
 //! Transactions are keyed by where they sit in the chain, so a block's
 //! records (nearly all the bytes a block writes) arrive in key order, and a
@@ -119,10 +121,12 @@ const META_PAGED_FROM: &[u8] = b"paged_from";
 /// The layout above. A database written before the layout had a version
 /// (transactions keyed by hash) has a tip and no `schema`: version 1.
 /// Version 2 wrote every block's index entries with the block, version 3
-/// every block's state writes, version 4 one record per key: they read as
-/// version 5 with `indexed_to` (version 2) and `state_to` (versions 2 and
-/// 3) at the tip and `paged_from` above it, and are marked 5 when opened.
-const SCHEMA_VERSION: u32 = 5;
+/// every block's state writes, version 4 one record per key, version 5 one
+/// history entry per address and block: they read as version 6 with
+/// `indexed_to` (version 2) and `state_to` (versions 2 and 3) at the tip
+/// and `paged_from` above it (versions 2 to 4), and are marked 6 when
+/// opened. Their history entries stay as they are, and read as they did.
+const SCHEMA_VERSION: u32 = 6;
 
 /// Transaction records per value in `transactions`.
 pub const TX_PAGE: u32 = 64;
@@ -130,9 +134,11 @@ pub const TX_PAGE: u32 = 64;
 /// Blocks whose index entries and state writes are held in memory before
 /// they are written to RocksDB together.
 pub const INDEX_CHUNK_BLOCKS: u64 = 16;
-/// Index entries (transactions plus history entries) held in memory at
-/// most: a chunk closes early when a block would take it past this.
-pub const INDEX_CHUNK_ENTRIES: usize = 262_144;
+/// Index entries (transactions, and each transaction's addresses) held in
+/// memory at most: a chunk closes early when a block would take it past
+/// this. About 30 bytes each: 16 blocks of 10,000 transfers (480,000
+/// entries) take about 15 MB.
+pub const INDEX_CHUNK_ENTRIES: usize = 524_288;
 /// State keys written since the last chunk, held in memory at most.
 pub const STATE_CHUNK_ENTRIES: usize = 262_144;
 
@@ -314,117 +320,80 @@ struct RecentIndex {
     indexed_to: u64,
     /// Transaction hash to position (height, index).
     txs: HashMap<TxHash, (u64, u32), foldhash::fast::RandomState>,
-    /// Per address: (height, its transactions' indexes newest first),
-    /// heights ascending.
-    history: HashMap<Address, Vec<(u64, Vec<u32>)>, foldhash::fast::RandomState>,
-    history_entries: usize,
+    /// Per address: the positions (height, index) of its transactions,
+    /// oldest first.
+    history: HashMap<Address, Vec<(u64, u32)>, foldhash::fast::RandomState>,
+    /// Positions held in `history`, all addresses together.
+    positions: usize,
 }
 
 /// One block's index entries: its transactions' hashes in block order, and
-/// each involved address with its transactions' indexes, newest first.
+/// (address, index) for each transaction and address it involves, in
+/// block order, an address named twice in one transaction once.
 struct BlockIndex {
     txs: Vec<TxHash>,
-    history: Vec<(Address, Vec<u32>)>,
+    involved: Vec<(Address, u32)>,
 }
 
 impl BlockIndex {
     fn of<'a>(txs: impl Iterator<Item = (&'a SignedTransaction, TxHash)>) -> BlockIndex {
         let mut hashes = Vec::new();
-        // Every address the block involves with its transactions' indexes,
-        // grouped by hashing (sorting the pairs by address cost twice as
-        // much): one history entry per address. Indexes arrive in order, so
-        // an address named twice in one transaction is the last one pushed.
-        let mut involved: HashMap<Address, Vec<u32>, foldhash::fast::RandomState> =
-            HashMap::default();
+        let mut involved = Vec::new();
         for (i, (tx, hash)) in txs.enumerate() {
             let index = i as u32;
             hashes.push(hash);
-            let mut add = |addr: Address| {
-                let list = involved.entry(addr).or_default();
-                if list.last() != Some(&index) {
-                    list.push(index);
-                }
-            };
-            add(tx.tx.sender);
+            let first = involved.len();
+            involved.push((tx.tx.sender, index));
             for addr in tx.tx.payload.counterparties() {
-                add(addr);
+                if !involved[first..].iter().any(|(a, _)| *a == addr) {
+                    involved.push((addr, index));
+                }
             }
         }
-        let history = involved
-            .into_iter()
-            .map(|(addr, mut indexes)| {
-                indexes.reverse();
-                (addr, indexes)
-            })
-            .collect();
         BlockIndex {
             txs: hashes,
-            history,
+            involved,
         }
     }
 
     fn entries(&self) -> usize {
-        self.txs.len() + self.history.len()
+        self.txs.len() + self.involved.len()
     }
-
-    /// Puts the block's entries into `batch`.
-    fn write(&self, batch: &mut BatchEncoder, ids: &CfIds, height: u64) -> Result<()> {
-        for (i, hash) in self.txs.iter().enumerate() {
-            batch.put(ids.tx_index, &hash.0, &tx_key(height, i as u32))?;
-        }
-        let mut buf = Vec::new();
-        for (addr, indexes) in &self.history {
-            put_history(batch, ids, &mut buf, addr, height, indexes)?;
-        }
-        Ok(())
-    }
-}
-
-/// Puts one address's history entry for the block at `height`: its
-/// transactions' indexes, newest first, 4 bytes each (`buf` is reused).
-fn put_history(
-    batch: &mut BatchEncoder,
-    ids: &CfIds,
-    buf: &mut Vec<u8>,
-    addr: &Address,
-    height: u64,
-    indexes: &[u32],
-) -> Result<()> {
-    buf.clear();
-    for index in indexes {
-        buf.extend_from_slice(&index.to_be_bytes());
-    }
-    batch.put(ids.history, &history_key(addr, height), buf)
 }
 
 impl RecentIndex {
     fn entries(&self) -> usize {
-        self.txs.len() + self.history_entries
+        self.txs.len() + self.positions
     }
 
     fn add(&mut self, height: u64, block: BlockIndex) {
         for (i, hash) in block.txs.into_iter().enumerate() {
             self.txs.insert(hash, (height, i as u32));
         }
-        self.history_entries += block.history.len();
-        for (addr, indexes) in block.history {
-            self.history
-                .entry(addr)
-                .or_default()
-                .push((height, indexes));
+        self.positions += block.involved.len();
+        for (addr, index) in block.involved {
+            self.history.entry(addr).or_default().push((height, index));
         }
     }
 
-    /// Puts every entry held into `batch`.
+    /// Puts every entry held into `batch`: one `tx_index` entry per
+    /// transaction, one `address_history` entry per address (its positions
+    /// in the chunk, newest first).
     fn write(&self, batch: &mut BatchEncoder, ids: &CfIds) -> Result<()> {
         for (hash, (h, i)) in &self.txs {
             batch.put(ids.tx_index, &hash.0, &tx_key(*h, *i))?;
         }
         let mut buf = Vec::new();
-        for (addr, blocks) in &self.history {
-            for (h, indexes) in blocks {
-                put_history(batch, ids, &mut buf, addr, *h, indexes)?;
+        for (addr, positions) in &self.history {
+            let Some((oldest, _)) = positions.first() else {
+                continue;
+            };
+            buf.clear();
+            for (h, i) in positions.iter().rev() {
+                buf.extend_from_slice(&h.to_be_bytes());
+                buf.extend_from_slice(&i.to_be_bytes());
             }
+            batch.put(ids.history, &chunk_history_key(addr, *oldest), &buf)?;
         }
         Ok(())
     }
@@ -432,7 +401,7 @@ impl RecentIndex {
     fn clear(&mut self, indexed_to: u64) {
         self.txs.clear();
         self.history.clear();
-        self.history_entries = 0;
+        self.positions = 0;
         self.indexed_to = indexed_to;
     }
 }
@@ -448,25 +417,13 @@ struct RecentState {
 }
 
 impl RecentState {
-    /// Puts every value held, then `block`'s writes (sorted by key, and
-    /// newer), into `state`.
-    fn write(
-        &self,
-        batch: &mut BatchEncoder,
-        ids: &CfIds,
-        block: &[(Vec<u8>, Option<Vec<u8>>)],
-    ) -> Result<()> {
-        let put = |batch: &mut BatchEncoder, key: &[u8], value: &Option<Vec<u8>>| match value {
-            Some(v) => batch.put(ids.state, key, v),
-            None => batch.delete(ids.state, key),
-        };
+    /// Puts every value held into `state`.
+    fn write(&self, batch: &mut BatchEncoder, ids: &CfIds) -> Result<()> {
         for (key, value) in &self.latest {
-            if block.binary_search_by(|(k, _)| k.cmp(key)).is_err() {
-                put(batch, key, value)?;
+            match value {
+                Some(v) => batch.put(ids.state, key, v)?,
+                None => batch.delete(ids.state, key)?,
             }
-        }
-        for (key, value) in block {
-            put(batch, key, value)?;
         }
         Ok(())
     }
@@ -477,20 +434,12 @@ impl RecentState {
         }
     }
 
-    /// After [`RecentState::write`] succeeded: what was held and `block`'s
-    /// writes are in RocksDB now, and go to the read cache (which must not
-    /// keep the older values it may hold for these keys).
-    fn written(
-        &mut self,
-        cache: &mut StateReadCache,
-        height: u64,
-        block: &[(Vec<u8>, Option<Vec<u8>>)],
-    ) {
+    /// After [`RecentState::write`] succeeded: what was held is in RocksDB
+    /// now, and goes to the read cache (which must not keep the older
+    /// values it may hold for these keys).
+    fn written(&mut self, cache: &mut StateReadCache, height: u64) {
         for (key, value) in self.latest.drain() {
             cache.insert(key, value);
-        }
-        for (key, value) in block {
-            cache.insert(key.clone(), value.clone());
         }
         self.state_to = height;
     }
@@ -769,10 +718,10 @@ impl Store {
         if recent.entries() > 0 || recent.written_to() < tip {
             let mut batch = BatchEncoder::with_capacity(recent.entries() * 128 + 4096);
             recent.index.write(&mut batch, &self.ids)?;
-            recent.state.write(&mut batch, &self.ids, &[])?;
+            recent.state.write(&mut batch, &self.ids)?;
             self.db.write(batch.finish())?;
             recent.index.clear(tip);
-            recent.state.written(&mut self.lock_cache(), tip, &[]);
+            recent.state.written(&mut self.lock_cache(), tip);
         }
         for name in CHUNK_CFS {
             self.db.flush_cf(self.cf(name)?)?;
@@ -868,10 +817,6 @@ impl Store {
         wo.set_sync(true);
         // See `Store::recent`. Commits are serialised by the caller.
         let mut recent = self.lock_recent();
-        let closes_chunk = height == 0
-            || height >= recent.written_to() + INDEX_CHUNK_BLOCKS
-            || recent.index.entries() + index.entries() > INDEX_CHUNK_ENTRIES
-            || recent.state.latest.len() + executed.writes.len() > STATE_CHUNK_ENTRIES;
         // Chunks written (without the WAL) and flushed since: recorded in
         // `meta` by this block's batch.
         let marks = if recent.unmarked() && self.chunks_flushed()? {
@@ -879,12 +824,23 @@ impl Store {
         } else {
             None
         };
+        // A chunk waits until the one before it is recorded: then a crash
+        // loses at most one chunk, which starts where the rebuild does, so
+        // the rebuilt chunk's history entries replace its entries (keyed by
+        // address and first height) rather than repeat them.
+        let previous_recorded = marks.is_some() || !recent.unmarked();
+        let closes_chunk = height == 0
+            || previous_recorded
+                && (height >= recent.written_to() + INDEX_CHUNK_BLOCKS
+                    || recent.index.entries() + index.entries() > INDEX_CHUNK_ENTRIES
+                    || recent.state.latest.len() + executed.writes.len() > STATE_CHUNK_ENTRIES);
         if height == 0 {
             // Genesis: its chunk and marks go with it (nothing is held to
             // rebuild a chunk below the first block from).
+            recent.index.add(height, index);
+            recent.state.add(&executed.writes);
             recent.index.write(&mut batch, &ids)?;
-            index.write(&mut batch, &ids, height)?;
-            recent.state.write(&mut batch, &ids, &executed.writes)?;
+            recent.state.write(&mut batch, &ids)?;
             let marks = Marks {
                 indexed_to: 0,
                 state_to: 0,
@@ -893,9 +849,7 @@ impl Store {
             self.db.write_opt(batch.finish(), &wo)?;
             recent.marked = marks;
             recent.index.clear(height);
-            recent
-                .state
-                .written(&mut self.lock_cache(), height, &executed.writes);
+            recent.state.written(&mut self.lock_cache(), height);
             self.switch_chunk_memtables()?;
             return Ok(());
         }
@@ -917,36 +871,30 @@ impl Store {
         if let Some(marks) = marks {
             recent.marked = marks;
         }
+        recent.index.add(height, index);
+        recent.state.add(&executed.writes);
         // The chunk is derived data, so it goes to the memtables without
-        // the WAL (about 60 B an entry, 18 MB for a chunk of 14 blocks of
-        // 10,000 transfers). `meta` records it, and its `state_changes` are
-        // deleted, only in the first batch after its memtables are flushed;
-        // a crash before that rebuilds it from the blocks above the marks.
-        let mut chunk = BatchEncoder::with_capacity(
-            (recent.entries() + index.entries() + executed.writes.len()) * 64 + 4096,
-        );
+        // the WAL. `meta` records it, and its `state_changes` are deleted,
+        // only in the first batch after its memtables are flushed; a crash
+        // before that rebuilds it from the blocks above the marks.
+        let mut chunk = BatchEncoder::with_capacity(recent.entries() * 64 + 4096);
         let written = recent
             .index
             .write(&mut chunk, &ids)
-            .and_then(|()| index.write(&mut chunk, &ids, height))
-            .and_then(|()| recent.state.write(&mut chunk, &ids, &executed.writes))
+            .and_then(|()| recent.state.write(&mut chunk, &ids))
             .and_then(|()| {
                 let mut no_wal = WriteOptions::default();
                 no_wal.disable_wal(true);
                 Ok(self.db.write_opt(chunk.finish(), &no_wal)?)
             });
         if let Err(e) = written {
-            // The block is committed; it stays held with its chunk, which
-            // the next block tries to write again.
+            // The block is committed and held; the next block writes the
+            // chunk again.
             tracing::warn!(height, error = %e, "writing a chunk of indexes and state failed");
-            recent.index.add(height, index);
-            recent.state.add(&executed.writes);
             return Ok(());
         }
         recent.index.clear(height);
-        recent
-            .state
-            .written(&mut self.lock_cache(), height, &executed.writes);
+        recent.state.written(&mut self.lock_cache(), height);
         self.switch_chunk_memtables()?;
         Ok(())
     }
@@ -1141,31 +1089,30 @@ impl Store {
         let mut out = Vec::new();
         // The newest entries, held in memory, first.
         let recent = self.read_recent();
-        let indexed_to = {
-            let blocks = recent
-                .index
-                .history
-                .get(address)
-                .map_or(&[][..], Vec::as_slice);
-            for (height, indexes) in blocks.iter().rev() {
-                for index in indexes {
-                    let cursor = HistoryCursor {
-                        height: *height,
-                        index: *index,
-                    };
-                    if out.len() >= limit {
-                        return Ok(out);
-                    }
-                    if !skip(&cursor) {
-                        out.push(cursor);
-                    }
-                }
+        let positions = recent
+            .index
+            .history
+            .get(address)
+            .map_or(&[][..], Vec::as_slice);
+        for (height, index) in positions.iter().rev() {
+            if out.len() >= limit {
+                return Ok(out);
             }
-            recent.index.indexed_to
-        };
-        // Then RocksDB's, up to `indexed_to`. Keys hold inverted heights:
-        // newest first is a forward scan within the address's prefix; each
-        // entry lists a block's indexes newest first.
+            let cursor = HistoryCursor {
+                height: *height,
+                index: *index,
+            };
+            if !skip(&cursor) {
+                out.push(cursor);
+            }
+        }
+        let indexed_to = recent.index.indexed_to;
+        // Then RocksDB's, up to `indexed_to`. Keys hold inverted heights
+        // (a chunk entry's oldest): newest first is a forward scan within
+        // the address's prefix, and an entry whose oldest position is above
+        // `from` holds nothing at or below it. Entries list positions newest
+        // first: a chunk's entry (height, index) pairs, a block's entry
+        // (layouts before 6) indexes.
         let from = before.map_or(indexed_to, |c| c.height.min(indexed_to));
         let start = history_key(address, from);
         let mut ro = ReadOptions::default();
@@ -1175,30 +1122,38 @@ impl Store {
             ro,
             IteratorMode::From(&start, Direction::Forward),
         );
-        'entries: for item in iter {
+        let bad = |what: &str| corrupt("history", what);
+        for item in iter {
             let (k, v) = item?;
-            if k.len() != 40 || k[..32] != address.0 {
+            if k.get(..32) != Some(&address.0[..]) {
                 break;
             }
             let inv_height = u64::from_be_bytes(
-                k[32..40]
-                    .try_into()
-                    .map_err(|_| corrupt("history", "key"))?,
+                k.get(32..40)
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(|| bad("key"))?,
             );
-            if v.len() % 4 != 0 {
-                return Err(corrupt("history", "value is not a list of indexes"));
-            }
-            for entry in v.chunks_exact(4) {
-                if out.len() >= limit {
-                    break 'entries;
-                }
-                let index =
-                    u32::from_be_bytes(entry.try_into().map_err(|_| corrupt("history", "index"))?);
-                let cursor = HistoryCursor {
+            let positions: Box<dyn Iterator<Item = HistoryCursor>> = match k.len() {
+                40 if v.len() % 4 == 0 => Box::new(v.chunks_exact(4).map(|b| HistoryCursor {
                     height: !inv_height,
-                    index,
-                };
-                if !skip(&cursor) {
+                    index: u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
+                })),
+                41 if v.len() % 12 == 0 => Box::new(v.chunks_exact(12).map(|b| {
+                    let (h, i) = b.split_at(8);
+                    HistoryCursor {
+                        height: u64::from_be_bytes([
+                            h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7],
+                        ]),
+                        index: u32::from_be_bytes([i[0], i[1], i[2], i[3]]),
+                    }
+                })),
+                _ => return Err(bad("an entry of unknown shape")),
+            };
+            for cursor in positions {
+                if out.len() >= limit {
+                    return Ok(out);
+                }
+                if cursor.height <= indexed_to && !skip(&cursor) {
                     out.push(cursor);
                 }
             }
@@ -1458,6 +1413,12 @@ fn check_schema(db: &DB) -> Result<()> {
             SCHEMA_VERSION
         }
     };
+    if found == 5 {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        db.put_cf_opt(meta, META_SCHEMA, SCHEMA_VERSION.to_be_bytes(), &wo)?;
+        return Ok(());
+    }
     if (2..=4).contains(&found) {
         // Every state write (and in layout 2 every index entry) is in
         // RocksDB: written up to the tip. Records are single up to the tip.
@@ -1494,10 +1455,21 @@ fn check_schema(db: &DB) -> Result<()> {
 }
 
 /// `address ‖ !height`, big-endian: an address's entries sort newest first.
+/// The key of a block's entry in layouts before 6, and where a scan for
+/// positions at or below `height` starts.
 fn history_key(address: &Address, height: u64) -> [u8; 40] {
     let mut k = [0u8; 40];
     k[..32].copy_from_slice(&address.0);
     k[32..].copy_from_slice(&(!height).to_be_bytes());
+    k
+}
+
+/// `address ‖ !oldest ‖ 1`: the key of an address's entry for a chunk,
+/// whose oldest position is at height `oldest`. (One byte longer than a
+/// block's entry, which tells the two apart.)
+fn chunk_history_key(address: &Address, oldest: u64) -> [u8; 41] {
+    let mut k = [1u8; 41];
+    k[..40].copy_from_slice(&history_key(address, oldest));
     k
 }
 
@@ -1531,11 +1503,12 @@ mod tests {
     }
 
     /// Databases of layout 2 (every index entry and state write written
-    /// with its block), 3 (every state write) and 4 (one record per key)
-    /// open, marked as layout 5, written up to their tip and paged above it.
+    /// with its block), 3 (every state write), 4 (one record per key) and 5
+    /// (a history entry per block) open, marked as this layout, written up
+    /// to their tip and (before 5) paged above it.
     #[test]
-    fn layouts_2_to_4_are_upgraded_in_place() {
-        for layout in [2u32, 3, 4] {
+    fn layouts_2_to_5_are_upgraded_in_place() {
+        for layout in [2u32, 3, 4, 5] {
             let dir = tempfile::tempdir().unwrap();
             let store = Store::open(dir.path()).unwrap();
             let meta = store.cf(CF_META).unwrap();
@@ -1556,7 +1529,7 @@ mod tests {
                     .put_cf(meta, META_INDEXED_TO, 7u64.to_be_bytes())
                     .unwrap();
             }
-            if layout == 4 {
+            if layout >= 4 {
                 store
                     .db
                     .put_cf(meta, META_STATE_TO, 7u64.to_be_bytes())
@@ -1564,7 +1537,14 @@ mod tests {
             } else {
                 store.db.delete_cf(meta, META_STATE_TO).unwrap();
             }
-            store.db.delete_cf(meta, META_PAGED_FROM).unwrap();
+            if layout == 5 {
+                store
+                    .db
+                    .put_cf(meta, META_PAGED_FROM, 3u64.to_be_bytes())
+                    .unwrap();
+            } else {
+                store.db.delete_cf(meta, META_PAGED_FROM).unwrap();
+            }
             // Opening builds nothing in memory: the blocks are all written.
             check_schema(&store.db).unwrap();
             let get = |key: &[u8]| store.db.get_cf(meta, key).unwrap();
@@ -1574,12 +1554,176 @@ mod tests {
             );
             assert_eq!(get(META_INDEXED_TO), Some(7u64.to_be_bytes().to_vec()));
             assert_eq!(get(META_STATE_TO), Some(7u64.to_be_bytes().to_vec()));
-            assert_eq!(get(META_PAGED_FROM), Some(8u64.to_be_bytes().to_vec()));
+            let paged_from: u64 = if layout == 5 { 3 } else { 8 };
+            assert_eq!(
+                get(META_PAGED_FROM),
+                Some(paged_from.to_be_bytes().to_vec())
+            );
             store.rebuild_recent().unwrap();
             assert_eq!(store.lock_recent().index.indexed_to, 7);
             assert_eq!(store.lock_recent().state.state_to, 7);
             assert_eq!(store.lock_recent().entries(), 0);
         }
+    }
+
+    /// An address's history reads as one list, newest first, across the
+    /// positions held in memory, its chunk entries and the block entries of
+    /// layouts before 6, whatever the page size; entries above `indexed_to`
+    /// (a chunk written but not recorded) are not read from RocksDB.
+    #[test]
+    fn history_reads_across_block_entries_chunk_entries_and_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let cf = store.cf(CF_HISTORY).unwrap();
+        let (who, other) = (Address([7; 32]), Address([8; 32]));
+        // Layout 5: one entry per block, indexes newest first.
+        for height in 1..=4u64 {
+            let indexes: Vec<u8> = [3u32, 1].iter().flat_map(|i| i.to_be_bytes()).collect();
+            store
+                .db
+                .put_cf(cf, history_key(&who, height), &indexes)
+                .unwrap();
+        }
+        // Two chunks, and a third above `indexed_to`.
+        let chunk = |positions: &[(u64, u32)]| -> Vec<u8> {
+            positions
+                .iter()
+                .rev()
+                .flat_map(|(h, i)| h.to_be_bytes().into_iter().chain(i.to_be_bytes()))
+                .collect()
+        };
+        let first = [(5, 0), (5, 9), (7, 2)];
+        let second = [(9, 4), (12, 0), (12, 1)];
+        let unrecorded = [(13, 5)];
+        for (positions, oldest) in [(&first[..], 5), (&second[..], 9), (&unrecorded[..], 13)] {
+            store
+                .db
+                .put_cf(cf, chunk_history_key(&who, oldest), chunk(positions))
+                .unwrap();
+        }
+        store
+            .db
+            .put_cf(cf, chunk_history_key(&other, 5), chunk(&[(6, 6)]))
+            .unwrap();
+        {
+            let mut recent = store.lock_recent();
+            recent.index.indexed_to = 12;
+            recent.index.history.insert(who, vec![(13, 5), (14, 0)]);
+        }
+        let mut expected: Vec<(u64, u32)> = (1..=4u64).flat_map(|h| [(h, 1), (h, 3)]).collect();
+        expected.extend(first.iter().chain(&second));
+        expected.extend([(13, 5), (14, 0)]);
+        expected.reverse();
+        let all: Vec<(u64, u32)> = store
+            .history_positions(&who, None, 1_000)
+            .unwrap()
+            .iter()
+            .map(|c| (c.height, c.index))
+            .collect();
+        assert_eq!(all, expected);
+        for limit in 1..=4 {
+            let mut walked = Vec::new();
+            let mut cursor = None;
+            for _ in 0..100 {
+                let page = store.history_positions(&who, cursor, limit).unwrap();
+                let Some(last) = page.last() else { break };
+                assert!(page.len() <= limit);
+                cursor = Some(*last);
+                walked.extend(page.iter().map(|c| (c.height, c.index)));
+            }
+            assert_eq!(walked, expected, "page size {limit}");
+        }
+        // A malformed entry is an error, not a panic or a silent gap.
+        store
+            .db
+            .put_cf(cf, chunk_history_key(&who, 2), [0u8; 5])
+            .unwrap();
+        assert!(store.history_positions(&who, None, 1_000).is_err());
+    }
+
+    /// A chunk does not close while the one before it is not recorded in
+    /// `meta` (its memtables not flushed): the blocks stay held, and the
+    /// chunk closes with the first block after the flush, whose batch
+    /// records the one before.
+    #[test]
+    fn a_chunk_waits_until_the_one_before_it_is_recorded() {
+        use sou_types::{ChainId, Hash};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut parent = BlockHash::ZERO;
+        let mut commit = |height: u64| {
+            let executed = ExecutedBlock {
+                block: Block {
+                    header: BlockHeader {
+                        chain_id: ChainId::new("sou-chunks").unwrap(),
+                        height,
+                        parent,
+                        proposer: Address([1; 32]),
+                        timestamp_ms: height,
+                        tx_root: Hash::ZERO,
+                        evidence_root: Hash::ZERO,
+                        state_root: Hash::ZERO,
+                    },
+                    transactions: vec![],
+                    evidence: vec![],
+                },
+                receipts: vec![],
+                writes: vec![(
+                    vec![9; STATE_KEY_MIN_BYTES],
+                    Some(height.to_be_bytes().to_vec()),
+                )],
+                lthash: LtHash::default(),
+            };
+            parent = executed.block.hash();
+            store.commit(&executed, None).unwrap();
+        };
+        let wait_for_flushes = || {
+            for name in CHUNK_CFS {
+                store.db.flush_cf(store.cf(name).unwrap()).unwrap();
+            }
+        };
+        for height in 0..=INDEX_CHUNK_BLOCKS {
+            commit(height);
+        }
+        assert_eq!(store.lock_recent().written_to(), INDEX_CHUNK_BLOCKS);
+        // Something in a chunk memtable: the chunk is not flushed yet.
+        store
+            .db
+            .put_cf(store.cf(CF_TX_INDEX).unwrap(), [0u8; 32], [0u8; 12])
+            .unwrap();
+        let held_until = 3 * INDEX_CHUNK_BLOCKS;
+        for height in INDEX_CHUNK_BLOCKS + 1..=held_until {
+            commit(height);
+        }
+        assert_eq!(store.chunk_marks().unwrap(), (0, 0));
+        assert_eq!(store.lock_recent().written_to(), INDEX_CHUNK_BLOCKS);
+        assert_eq!(
+            store.get_state(&[9; STATE_KEY_MIN_BYTES]).unwrap(),
+            Some(held_until.to_be_bytes().to_vec())
+        );
+        wait_for_flushes();
+        commit(held_until + 1);
+        let recorded = (INDEX_CHUNK_BLOCKS, INDEX_CHUNK_BLOCKS);
+        assert_eq!(store.chunk_marks().unwrap(), recorded);
+        assert_eq!(store.lock_recent().written_to(), held_until + 1);
+        wait_for_flushes();
+        commit(held_until + 2);
+        assert_eq!(
+            store.chunk_marks().unwrap(),
+            (held_until + 1, held_until + 1)
+        );
+        // Recorded chunks' state_changes are gone; the held block's stay.
+        let changes = store.cf(CF_STATE_CHANGES).unwrap();
+        for height in 1..=held_until + 2 {
+            let kept = store.db.get_cf(changes, height.to_be_bytes()).unwrap();
+            assert_eq!(kept.is_some(), height > held_until + 1, "{height}");
+        }
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(
+            store.get_state(&[9; STATE_KEY_MIN_BYTES]).unwrap(),
+            Some((held_until + 2).to_be_bytes().to_vec())
+        );
     }
 
     /// Records read the same stored in pages (from `paged_from` on) and one
