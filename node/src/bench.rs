@@ -166,11 +166,20 @@ fn verify_rate() -> f64 {
 
 /// A node's metrics page.
 fn metrics_text(addr: &str) -> Option<String> {
+    // A node busy at the end of a run can be slow to answer: one retry.
+    (0..2).find_map(|_| metrics_text_once(addr))
+}
+
+fn metrics_text_once(addr: &str) -> Option<String> {
     use std::io::{Read, Write};
     let addr = addr.trim_start_matches("http://");
     let mut s = std::net::TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\n\r\n").ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;
     Some(text)
