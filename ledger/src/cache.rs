@@ -3,6 +3,8 @@
 //! when the block is finished. A journal lets one transaction's changes be
 //! rolled back when its payload fails.
 
+use std::cell::RefCell;
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 use foldhash::fast::RandomState;
@@ -17,11 +19,24 @@ use crate::state::{
 use crate::store::StateReader;
 use crate::{Error, Result};
 
+#[derive(Default)]
 struct Slot {
     /// The bytes in committed state when first read (for the state root).
     original: Option<Vec<u8>>,
     current: Option<StateValue>,
     dirty: bool,
+}
+
+type Slots = HashMap<StateKey, Slot, RandomState>;
+
+/// Slot maps kept for reuse up to this capacity.
+const SPARE_MAX_CAPACITY: usize = 1 << 20;
+
+thread_local! {
+    /// The slot map of the last state cache dropped on this thread, empty,
+    /// for the next one: a block's map holds megabytes of slots, and a
+    /// fresh one has every page of it faulted in and zeroed again.
+    static SPARE_SLOTS: RefCell<Option<Slots>> = const { RefCell::new(None) };
 }
 
 /// State changes of a finished block: what to write, and the new LtHash.
@@ -35,7 +50,7 @@ pub struct StateCache<'a, R: StateReader> {
     reader: &'a R,
     /// A seeded fast hasher: keys are attacker-chosen addresses, and
     /// nothing depends on iteration order (writes are sorted).
-    slots: HashMap<StateKey, Slot, RandomState>,
+    slots: Slots,
     journal: Vec<(StateKey, Option<StateValue>, bool)>,
     /// Between a checkpoint and `settle`: every change is journaled.
     guarded: bool,
@@ -44,6 +59,25 @@ pub struct StateCache<'a, R: StateReader> {
 impl<R: StateReader> std::fmt::Debug for StateCache<'_, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "StateCache({} records)", self.slots.len())
+    }
+}
+
+impl<R: StateReader> Drop for StateCache<'_, R> {
+    fn drop(&mut self) {
+        let mut slots = std::mem::take(&mut self.slots);
+        if slots.capacity() > SPARE_MAX_CAPACITY {
+            return;
+        }
+        slots.clear();
+        SPARE_SLOTS.with(|spare| {
+            let mut spare = spare.borrow_mut();
+            if spare
+                .as_ref()
+                .is_none_or(|s| s.capacity() <= slots.capacity())
+            {
+                *spare = Some(slots);
+            }
+        });
     }
 }
 
@@ -62,7 +96,9 @@ impl<'a, R: StateReader> StateCache<'a, R> {
     pub fn new(reader: &'a R) -> Self {
         StateCache {
             reader,
-            slots: HashMap::default(),
+            slots: SPARE_SLOTS
+                .with(|spare| spare.borrow_mut().take())
+                .unwrap_or_default(),
             journal: Vec::new(),
             guarded: false,
         }
@@ -70,33 +106,50 @@ impl<'a, R: StateReader> StateCache<'a, R> {
 
     /// Reads every key not yet cached in one batched lookup.
     pub fn prefetch(&mut self, keys: impl IntoIterator<Item = StateKey>) -> Result<()> {
-        // Deduplicated by hashing, not sorting: the multi-get does not need
-        // its keys in order (each value comes back beside its key), and
-        // sorting a block's keys cost more than reading them from the
-        // store's cache.
-        let missing: std::collections::HashSet<StateKey, RandomState> = keys
-            .into_iter()
-            .filter(|k| !self.slots.contains_key(k))
-            .collect();
+        // Deduplicated by the slot map itself: a key's slot is taken (still
+        // empty) the first time it comes. The multi-get does not need its
+        // keys in order (each value comes back beside its key).
+        // (The map is reused from the last block on this thread, so it
+        // rarely grows.)
+        let mut missing = Vec::new();
+        for key in keys {
+            if let Entry::Vacant(slot) = self.slots.entry(key) {
+                missing.push(slot.key().clone());
+                slot.insert(Slot::default());
+            }
+        }
         if missing.is_empty() {
             return Ok(());
         }
         let encoded: Vec<Vec<u8>> = missing.iter().map(StateKey::encode).collect();
-        let values = self.reader.multi_get_state(&encoded)?;
-        // Once, rather than growing (and rehashing) through a block's keys.
-        self.slots.reserve(missing.len());
-        for (key, bytes) in missing.into_iter().zip(values) {
-            let current = bytes.as_deref().map(|b| decode(&key, b)).transpose()?;
-            self.slots.insert(
-                key,
-                Slot {
-                    original: bytes,
-                    current,
-                    dirty: false,
-                },
-            );
+        let read = self.reader.multi_get_state(&encoded).and_then(|values| {
+            missing
+                .iter()
+                .zip(values)
+                .map(|(key, bytes)| {
+                    let current = bytes.as_deref().map(|b| decode(key, b)).transpose()?;
+                    Ok((bytes, current))
+                })
+                .collect::<Result<Vec<_>>>()
+        });
+        match read {
+            Ok(values) => {
+                for (key, (original, current)) in missing.iter().zip(values) {
+                    if let Some(slot) = self.slots.get_mut(key) {
+                        slot.original = original;
+                        slot.current = current;
+                    }
+                }
+                Ok(())
+            }
+            Err(e) => {
+                // No empty slot may stand for a record not read.
+                for key in &missing {
+                    self.slots.remove(key);
+                }
+                Err(e)
+            }
         }
-        Ok(())
     }
 
     fn load(&mut self, key: &StateKey) -> Result<&Slot> {
