@@ -240,7 +240,7 @@ impl<'a, R: StateReader> StateCache<'a, R> {
 
     pub fn params(&mut self) -> Result<Params> {
         match self.get(&StateKey::Params)? {
-            Some(StateValue::Params(p)) => Ok(p.clone()),
+            Some(StateValue::Params(p)) => Ok(Params::clone(p)),
             _ => Err(Error::Corrupt {
                 what: "params".into(),
                 reason: "no protocol parameters in state (genesis not written?)".into(),
@@ -249,7 +249,7 @@ impl<'a, R: StateReader> StateCache<'a, R> {
     }
 
     pub fn set_params(&mut self, p: Params) -> Result<()> {
-        self.put(StateKey::Params, Some(StateValue::Params(p)))
+        self.put(StateKey::Params, Some(StateValue::Params(Box::new(p))))
     }
 
     /// Reads an account without copying it (`None`: no record, the empty account).
@@ -267,7 +267,7 @@ impl<'a, R: StateReader> StateCache<'a, R> {
     /// Reads an asset without copying it.
     pub fn asset_ref(&mut self, s: &Symbol) -> Result<Option<&AssetInfo>> {
         match self.get(&StateKey::Asset(*s))? {
-            Some(StateValue::Asset(a)) => Ok(Some(a)),
+            Some(StateValue::Asset(a)) => Ok(Some(a.as_ref())),
             _ => Ok(None),
         }
     }
@@ -316,18 +316,21 @@ impl<'a, R: StateReader> StateCache<'a, R> {
 
     pub fn asset(&mut self, s: &Symbol) -> Result<Option<AssetInfo>> {
         match self.get(&StateKey::Asset(*s))? {
-            Some(StateValue::Asset(a)) => Ok(Some(a.clone())),
+            Some(StateValue::Asset(a)) => Ok(Some(AssetInfo::clone(a))),
             _ => Ok(None),
         }
     }
 
     pub fn set_asset(&mut self, a: AssetInfo) -> Result<()> {
-        self.put(StateKey::Asset(a.symbol), Some(StateValue::Asset(a)))
+        self.put(
+            StateKey::Asset(a.symbol),
+            Some(StateValue::Asset(Box::new(a))),
+        )
     }
 
     pub fn validator(&mut self, op: &Address) -> Result<Option<Validator>> {
         match self.get(&StateKey::Validator(*op))? {
-            Some(StateValue::Validator(v)) => Ok(Some(v.clone())),
+            Some(StateValue::Validator(v)) => Ok(Some(Validator::clone(v))),
             _ => Ok(None),
         }
     }
@@ -335,7 +338,7 @@ impl<'a, R: StateReader> StateCache<'a, R> {
     pub fn set_validator(&mut self, v: Validator) -> Result<()> {
         self.put(
             StateKey::Validator(v.operator),
-            Some(StateValue::Validator(v)),
+            Some(StateValue::Validator(Box::new(v))),
         )
     }
 

@@ -259,13 +259,15 @@ impl ValidatorSet {
     }
 }
 
-/// A state record, decoded.
+/// A state record, decoded. The large, rarely touched records are boxed, so
+/// that the value is the size of an account (64 bytes rather than 208): a
+/// block holds one per account it touches.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StateValue {
-    Params(Params),
+    Params(Box<Params>),
     Account(Account),
-    Asset(AssetInfo),
-    Validator(Validator),
+    Asset(Box<AssetInfo>),
+    Validator(Box<Validator>),
     Delegation(Delegation),
     Unbonding(Vec<UnbondingEntry>),
     ValidatorSet(ValidatorSet),
