@@ -430,7 +430,14 @@ impl RecentState {
 
     fn add(&mut self, block: &[(Vec<u8>, Option<Vec<u8>>)]) {
         for (key, value) in block {
-            self.latest.insert(key.clone(), value.clone());
+            match self.latest.get_mut(key.as_slice()) {
+                // Most keys were written by an earlier block of the chunk:
+                // the held value's buffer is reused.
+                Some(held) => held.clone_from(value),
+                None => {
+                    self.latest.insert(key.clone(), value.clone());
+                }
+            }
         }
     }
 
