@@ -111,7 +111,8 @@ impl<'a, R: StateReader> StateCache<'a, R> {
         // keys in order (each value comes back beside its key).
         // (The map is reused from the last block on this thread, so it
         // rarely grows.)
-        let mut missing = Vec::new();
+        let keys = keys.into_iter();
+        let mut missing = Vec::with_capacity(keys.size_hint().0);
         for key in keys {
             if let Entry::Vacant(slot) = self.slots.entry(key) {
                 missing.push(slot.key().clone());
@@ -216,7 +217,7 @@ impl<'a, R: StateReader> StateCache<'a, R> {
     /// Costs in proportion to the records changed, not to the state's size.
     pub fn diff(&self, base: &LtHash) -> StateDiff {
         let mut lthash = base.clone();
-        let mut writes = Vec::new();
+        let mut writes = Vec::with_capacity(self.slots.len());
         for (key, slot) in &self.slots {
             if !slot.dirty {
                 continue;

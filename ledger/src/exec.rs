@@ -200,7 +200,7 @@ impl<'a, R: StateReader> BlockExecutor<'a, R> {
 
         // One batched read of every account the block touches.
         let fee_asset = self.params.fee_asset;
-        let mut keys = Vec::with_capacity(txs.len() * 2 + 2);
+        let mut keys = Vec::with_capacity(txs.len() * 3 + 1);
         for Candidate { tx, .. } in &txs {
             keys.push(StateKey::Account(tx.tx.sender));
             for a in tx.tx.payload.counterparties() {

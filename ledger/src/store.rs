@@ -337,8 +337,10 @@ struct BlockIndex {
 
 impl BlockIndex {
     fn of<'a>(txs: impl Iterator<Item = (&'a SignedTransaction, TxHash)>) -> BlockIndex {
-        let mut hashes = Vec::new();
-        let mut involved = Vec::new();
+        let n = txs.size_hint().0;
+        let mut hashes = Vec::with_capacity(n);
+        // A transfer involves its sender and its recipient.
+        let mut involved = Vec::with_capacity(2 * n);
         for (i, (tx, hash)) in txs.enumerate() {
             let index = i as u32;
             hashes.push(hash);
