@@ -29,8 +29,9 @@ struct Slot {
 
 type Slots = HashMap<StateKey, Slot, RandomState>;
 
-/// Slot maps kept for reuse up to this capacity.
-const SPARE_MAX_CAPACITY: usize = 1 << 20;
+/// Slot maps kept for reuse up to this capacity (about 20 MB; a block of
+/// 10,000 transfers needs 16,384).
+const SPARE_MAX_CAPACITY: usize = 1 << 17;
 
 thread_local! {
     /// The slot map of the last state cache dropped on this thread, empty,
@@ -69,7 +70,8 @@ impl<R: StateReader> Drop for StateCache<'_, R> {
             return;
         }
         slots.clear();
-        SPARE_SLOTS.with(|spare| {
+        // (Fails only while the thread's locals are being torn down.)
+        let _ = SPARE_SLOTS.try_with(|spare| {
             let mut spare = spare.borrow_mut();
             if spare
                 .as_ref()
@@ -124,6 +126,12 @@ impl<'a, R: StateReader> StateCache<'a, R> {
         }
         let encoded: Vec<Vec<u8>> = missing.iter().map(StateKey::encode).collect();
         let read = self.reader.multi_get_state(&encoded).and_then(|values| {
+            if values.len() != missing.len() {
+                return Err(Error::Corrupt {
+                    what: "state read".into(),
+                    reason: format!("{} values for {} keys", values.len(), missing.len()),
+                });
+            }
             missing
                 .iter()
                 .zip(values)

@@ -723,6 +723,9 @@ impl Store {
     /// ledger bench, so that its figures include every write).
     pub fn flush(&self) -> Result<()> {
         let mut recent = self.lock_recent();
+        // The chunk written last is recorded before another is written, as
+        // in `commit` (a crash then loses at most one chunk).
+        self.record_written_chunks(&mut recent)?;
         let tip = self.tip()?.map_or(0, |t| t.height);
         if recent.entries() > 0 || recent.written_to() < tip {
             let mut batch = BatchEncoder::with_capacity(recent.entries() * 128 + 4096);
@@ -732,6 +735,17 @@ impl Store {
             recent.index.clear(tip);
             recent.state.written(&mut self.lock_cache(), tip);
         }
+        self.record_written_chunks(&mut recent)?;
+        drop(recent);
+        for name in ALL_CFS {
+            self.db.flush_cf(self.cf(name)?)?;
+        }
+        Ok(())
+    }
+
+    /// Flushes the chunk column families, waiting, and records the chunks
+    /// written so far in `meta`.
+    fn record_written_chunks(&self, recent: &mut Recent) -> Result<()> {
         for name in CHUNK_CFS {
             self.db.flush_cf(self.cf(name)?)?;
         }
@@ -742,10 +756,6 @@ impl Store {
             wo.set_sync(true);
             self.db.write_opt(batch.finish(), &wo)?;
             recent.marked = marks;
-        }
-        drop(recent);
-        for name in ALL_CFS {
-            self.db.flush_cf(self.cf(name)?)?;
         }
         Ok(())
     }
@@ -826,6 +836,16 @@ impl Store {
         wo.set_sync(true);
         // See `Store::recent`. Commits are serialised by the caller.
         let mut recent = self.lock_recent();
+        let over_limits = recent.index.entries() + index.entries() > INDEX_CHUNK_ENTRIES
+            || recent.state.latest.len() + executed.writes.len() > STATE_CHUNK_ENTRIES;
+        if over_limits && recent.unmarked() && !self.chunks_flushed()? {
+            // The previous chunk's flush has fallen a whole chunk behind
+            // (or its memtable switch failed): wait for it rather than hold
+            // ever more in memory.
+            for name in CHUNK_CFS {
+                self.db.flush_cf(self.cf(name)?)?;
+            }
+        }
         // Chunks written (without the WAL) and flushed since: recorded in
         // `meta` by this block's batch.
         let marks = if recent.unmarked() && self.chunks_flushed()? {
@@ -840,9 +860,7 @@ impl Store {
         let previous_recorded = marks.is_some() || !recent.unmarked();
         let closes_chunk = height == 0
             || previous_recorded
-                && (height >= recent.written_to() + INDEX_CHUNK_BLOCKS
-                    || recent.index.entries() + index.entries() > INDEX_CHUNK_ENTRIES
-                    || recent.state.latest.len() + executed.writes.len() > STATE_CHUNK_ENTRIES);
+                && (height >= recent.written_to() + INDEX_CHUNK_BLOCKS || over_limits);
         if height == 0 {
             // Genesis: its chunk and marks go with it (nothing is held to
             // rebuild a chunk below the first block from).
@@ -1653,14 +1671,27 @@ mod tests {
     /// A chunk does not close while the one before it is not recorded in
     /// `meta` (its memtables not flushed): the blocks stay held, and the
     /// chunk closes with the first block after the flush, whose batch
-    /// records the one before.
+    /// records the one before; or, past the held limits, with a block that
+    /// waits for that flush.
     #[test]
     fn a_chunk_waits_until_the_one_before_it_is_recorded() {
         use sou_types::{ChainId, Hash};
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let mut parent = BlockHash::ZERO;
-        let mut commit = |height: u64| {
+        // A block writing key [9; 9] and `extra` other keys.
+        let mut commit = |height: u64, extra: u32| {
+            let mut writes: Vec<(Vec<u8>, Option<Vec<u8>>)> = (0..extra)
+                .map(|i| {
+                    let mut key = vec![8; STATE_KEY_MIN_BYTES];
+                    key[1..5].copy_from_slice(&i.to_be_bytes());
+                    (key, Some(height.to_be_bytes().to_vec()))
+                })
+                .collect();
+            writes.push((
+                vec![9; STATE_KEY_MIN_BYTES],
+                Some(height.to_be_bytes().to_vec()),
+            ));
             let executed = ExecutedBlock {
                 block: Block {
                     header: BlockHeader {
@@ -1677,10 +1708,7 @@ mod tests {
                     evidence: vec![],
                 },
                 receipts: vec![],
-                writes: vec![(
-                    vec![9; STATE_KEY_MIN_BYTES],
-                    Some(height.to_be_bytes().to_vec()),
-                )],
+                writes,
                 lthash: LtHash::default(),
             };
             parent = executed.block.hash();
@@ -1692,7 +1720,7 @@ mod tests {
             }
         };
         for height in 0..=INDEX_CHUNK_BLOCKS {
-            commit(height);
+            commit(height, 0);
         }
         assert_eq!(store.lock_recent().written_to(), INDEX_CHUNK_BLOCKS);
         // Something in a chunk memtable: the chunk is not flushed yet.
@@ -1702,7 +1730,7 @@ mod tests {
             .unwrap();
         let held_until = 3 * INDEX_CHUNK_BLOCKS;
         for height in INDEX_CHUNK_BLOCKS + 1..=held_until {
-            commit(height);
+            commit(height, 0);
         }
         assert_eq!(store.chunk_marks().unwrap(), (0, 0));
         assert_eq!(store.lock_recent().written_to(), INDEX_CHUNK_BLOCKS);
@@ -1711,12 +1739,12 @@ mod tests {
             Some(held_until.to_be_bytes().to_vec())
         );
         wait_for_flushes();
-        commit(held_until + 1);
+        commit(held_until + 1, 0);
         let recorded = (INDEX_CHUNK_BLOCKS, INDEX_CHUNK_BLOCKS);
         assert_eq!(store.chunk_marks().unwrap(), recorded);
         assert_eq!(store.lock_recent().written_to(), held_until + 1);
         wait_for_flushes();
-        commit(held_until + 2);
+        commit(held_until + 2, 0);
         assert_eq!(
             store.chunk_marks().unwrap(),
             (held_until + 1, held_until + 1)
@@ -1727,11 +1755,25 @@ mod tests {
             let kept = store.db.get_cf(changes, height.to_be_bytes()).unwrap();
             assert_eq!(kept.is_some(), height > held_until + 1, "{height}");
         }
+        // A block that takes the held state past its limit closes a chunk;
+        // while that one is unrecorded, the next such block waits for its
+        // flush: it is recorded, and the next chunk closes.
+        let first_big = held_until + 3;
+        commit(first_big, STATE_CHUNK_ENTRIES as u32);
+        assert_eq!(store.lock_recent().written_to(), first_big);
+        store
+            .db
+            .put_cf(store.cf(CF_TX_INDEX).unwrap(), [1u8; 32], [0u8; 12])
+            .unwrap();
+        let big = first_big + 1;
+        commit(big, STATE_CHUNK_ENTRIES as u32);
+        assert_eq!(store.chunk_marks().unwrap(), (first_big, first_big));
+        assert_eq!(store.lock_recent().written_to(), big);
         drop(store);
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(
             store.get_state(&[9; STATE_KEY_MIN_BYTES]).unwrap(),
-            Some((held_until + 2).to_be_bytes().to_vec())
+            Some(big.to_be_bytes().to_vec())
         );
     }
 
