@@ -1111,27 +1111,24 @@ impl Store {
         before: Option<HistoryCursor>,
         limit: usize,
     ) -> Result<Vec<HistoryCursor>> {
-        let skip =
-            |c: &HistoryCursor| before.is_some_and(|b| (c.height, c.index) >= (b.height, b.index));
+        let older =
+            |c: &HistoryCursor| before.is_none_or(|b| (c.height, c.index) < (b.height, b.index));
         let mut out = Vec::new();
-        // The newest entries, held in memory, first.
+        // The newest entries, held in memory, first. They are in order, so
+        // a page starts with a binary search, not a walk from the newest.
         let recent = self.read_recent();
         let positions = recent
             .index
             .history
             .get(address)
             .map_or(&[][..], Vec::as_slice);
-        for (height, index) in positions.iter().rev() {
+        let end =
+            positions.partition_point(|&(height, index)| older(&HistoryCursor { height, index }));
+        for &(height, index) in positions[..end].iter().rev() {
             if out.len() >= limit {
                 return Ok(out);
             }
-            let cursor = HistoryCursor {
-                height: *height,
-                index: *index,
-            };
-            if !skip(&cursor) {
-                out.push(cursor);
-            }
+            out.push(HistoryCursor { height, index });
         }
         let indexed_to = recent.index.indexed_to;
         // Then RocksDB's, up to `indexed_to`. Keys hold inverted heights
@@ -1165,22 +1162,28 @@ impl Store {
                     height: !inv_height,
                     index: u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
                 })),
-                41 if v.len() % 12 == 0 => Box::new(v.chunks_exact(12).map(|b| {
-                    let (h, i) = b.split_at(8);
-                    HistoryCursor {
-                        height: u64::from_be_bytes([
-                            h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7],
-                        ]),
-                        index: u32::from_be_bytes([i[0], i[1], i[2], i[3]]),
+                41 if v.len() % 12 == 0 => {
+                    let at = |i: usize| v.get(12 * i..12 * i + 12).map(chunk_position);
+                    // Newest first: the page starts at the first position
+                    // older than `before`, found by binary search.
+                    let (mut lo, mut hi) = (0, v.len() / 12);
+                    while lo < hi {
+                        let mid = lo + (hi - lo) / 2;
+                        if at(mid).is_some_and(|c| older(&c)) {
+                            hi = mid;
+                        } else {
+                            lo = mid + 1;
+                        }
                     }
-                })),
+                    Box::new((lo..v.len() / 12).filter_map(at))
+                }
                 _ => return Err(bad("an entry of unknown shape")),
             };
             for cursor in positions {
                 if out.len() >= limit {
                     return Ok(out);
                 }
-                if cursor.height <= indexed_to && !skip(&cursor) {
+                if cursor.height <= indexed_to && older(&cursor) {
                     out.push(cursor);
                 }
             }
@@ -1489,6 +1492,16 @@ fn history_key(address: &Address, height: u64) -> [u8; 40] {
     k[..32].copy_from_slice(&address.0);
     k[32..].copy_from_slice(&(!height).to_be_bytes());
     k
+}
+
+/// One position of a chunk's history entry: height (u64 BE), index (u32
+/// BE), from exactly 12 bytes.
+fn chunk_position(b: &[u8]) -> HistoryCursor {
+    let (h, i) = b.split_at(8);
+    HistoryCursor {
+        height: u64::from_be_bytes([h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]]),
+        index: u32::from_be_bytes([i[0], i[1], i[2], i[3]]),
+    }
 }
 
 /// `address ‖ !oldest ‖ 1`: the key of an address's entry for a chunk,
