@@ -5,7 +5,7 @@ use sou_types::{Address, Amount, Payout, Symbol};
 
 use crate::error::TxError;
 use crate::exec::{BlockExecutor, Step};
-use crate::state::{AssetInfo, AssetRoles};
+use crate::state::{Account, AssetInfo, AssetRoles};
 use crate::store::StateReader;
 
 /// The roles of [`AssetRoles`], by name, for error messages.
@@ -118,7 +118,9 @@ impl<R: StateReader> BlockExecutor<'_, R> {
         self.require_not_frozen(sender, asset)
     }
 
-    /// The hot path: one copy of each account, every check before any write.
+    /// The hot path. Every check comes before the first write (the
+    /// executor relies on it: a transfer runs without a journal), and the
+    /// two accounts are changed in place.
     pub(crate) fn transfer(
         &mut self,
         sender: Address,
@@ -131,8 +133,8 @@ impl<R: StateReader> BlockExecutor<'_, R> {
         }
         self.transfer_checks(sender, asset)?;
         self.require_not_frozen(to, asset)?;
-        let mut from = self.cache.account(&sender)?;
-        let have = from.balance(&asset);
+        let balance = |acc: Option<&Account>| acc.map_or(Amount::ZERO, |a| a.balance(&asset));
+        let have = balance(self.cache.account_ref(&sender)?);
         let left = have
             .checked_sub(amount)
             .ok_or(TxError::InsufficientBalance {
@@ -143,15 +145,13 @@ impl<R: StateReader> BlockExecutor<'_, R> {
         if sender == to {
             return Ok(());
         }
-        let mut dest = self.cache.account(&to)?;
-        let total = dest
-            .balance(&asset)
+        let total = balance(self.cache.account_ref(&to)?)
             .checked_add(amount)
             .ok_or(TxError::Overflow("recipient balance"))?;
-        from.set_balance(asset, left);
-        dest.set_balance(asset, total);
-        self.cache.set_account(sender, from)?;
-        self.cache.set_account(to, dest)?;
+        self.cache
+            .update_account(&sender, |a| a.set_balance(asset, left))?;
+        self.cache
+            .update_account(&to, |a| a.set_balance(asset, total))?;
         Ok(())
     }
 

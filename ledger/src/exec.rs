@@ -341,11 +341,17 @@ impl<'a, R: StateReader> BlockExecutor<'a, R> {
     }
 
     fn run_payload(&mut self, stx: &SignedTransaction) -> Result<TxStatus> {
-        let cp = self.cache.checkpoint();
+        // A transfer makes every check before its first write, so a failed
+        // one has written nothing: it needs no journal, and its writes go
+        // in place.
+        let journaled = !matches!(stx.tx.payload, Payload::Transfer { .. });
+        let cp = journaled.then(|| self.cache.checkpoint());
         match self.execute_payload(stx.tx.sender, &stx.tx.payload) {
             Ok(()) => Ok(TxStatus::Success),
             Err(Fail::Tx(e)) => {
-                self.cache.rollback(cp);
+                if let Some(cp) = cp {
+                    self.cache.rollback(cp);
+                }
                 Ok(TxStatus::Failed {
                     reason: e.to_string(),
                 })
