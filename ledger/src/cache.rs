@@ -124,7 +124,22 @@ impl<'a, R: StateReader> StateCache<'a, R> {
         if missing.is_empty() {
             return Ok(());
         }
-        let encoded: Vec<Vec<u8>> = missing.iter().map(StateKey::encode).collect();
+        // Every key encoded into one buffer.
+        let mut buf = Vec::with_capacity(missing.len() * 33);
+        let mut ends = Vec::with_capacity(missing.len());
+        for key in &missing {
+            key.encode_into(&mut buf);
+            ends.push(buf.len());
+        }
+        let mut start = 0;
+        let encoded: Vec<&[u8]> = ends
+            .iter()
+            .map(|&end| {
+                let k = &buf[start..end];
+                start = end;
+                k
+            })
+            .collect();
         let read = self.reader.multi_get_state(&encoded).and_then(|values| {
             if values.len() != missing.len() {
                 return Err(Error::Corrupt {
@@ -161,23 +176,23 @@ impl<'a, R: StateReader> StateCache<'a, R> {
         }
     }
 
-    fn load(&mut self, key: &StateKey) -> Result<&Slot> {
-        if !self.slots.contains_key(key) {
-            let bytes = self.reader.get_state(&key.encode())?;
-            let current = bytes.as_deref().map(|b| decode(key, b)).transpose()?;
-            self.slots.insert(
-                key.clone(),
-                Slot {
+    /// The key's slot, read from committed state the first time: one hash
+    /// and probe of the slot map either way (a transfer asks for its
+    /// accounts about ten times).
+    fn load(&mut self, key: &StateKey) -> Result<&mut Slot> {
+        let StateCache { reader, slots, .. } = self;
+        match slots.entry(key.clone()) {
+            Entry::Occupied(slot) => Ok(slot.into_mut()),
+            Entry::Vacant(slot) => {
+                let bytes = reader.get_state(&key.encode())?;
+                let current = bytes.as_deref().map(|b| decode(key, b)).transpose()?;
+                Ok(slot.insert(Slot {
                     original: bytes,
                     current,
                     dirty: false,
-                },
-            );
+                }))
+            }
         }
-        self.slots.get(key).ok_or_else(|| Error::Corrupt {
-            what: "state cache".into(),
-            reason: "slot vanished".into(),
-        })
     }
 
     fn get(&mut self, key: &StateKey) -> Result<Option<&StateValue>> {
@@ -185,12 +200,10 @@ impl<'a, R: StateReader> StateCache<'a, R> {
     }
 
     fn put(&mut self, key: StateKey, value: Option<StateValue>) -> Result<()> {
-        self.load(&key)?;
-        if let Some(slot) = self.slots.get_mut(&key) {
-            let previous = std::mem::replace(&mut slot.current, value);
-            self.journal.push((key, previous, slot.dirty));
-            slot.dirty = true;
-        }
+        let slot = self.load(&key)?;
+        let previous = std::mem::replace(&mut slot.current, value);
+        let dirty = std::mem::replace(&mut slot.dirty, true);
+        self.journal.push((key, previous, dirty));
         Ok(())
     }
 
@@ -302,12 +315,7 @@ impl<'a, R: StateReader> StateCache<'a, R> {
             self.set_account(*a, acc)?;
             return Ok(out);
         }
-        let key = StateKey::Account(*a);
-        self.load(&key)?;
-        let slot = self.slots.get_mut(&key).ok_or_else(|| Error::Corrupt {
-            what: "state cache".into(),
-            reason: "slot vanished".into(),
-        })?;
+        let slot = self.load(&StateKey::Account(*a))?;
         let mut acc = match slot.current.take() {
             Some(StateValue::Account(acc)) => acc,
             _ => Account::default(),

@@ -93,7 +93,7 @@ impl StateReader for EmptyState {
         Ok(None)
     }
 
-    fn multi_get_state(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
+    fn multi_get_state(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>> {
         Ok(vec![None; keys.len()])
     }
 }
@@ -530,16 +530,16 @@ impl StateReader for Overlay<'_> {
         }
     }
 
-    fn multi_get_state(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
+    fn multi_get_state(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>> {
         if self.layers.is_empty() {
             return self.store.multi_get_state(keys);
         }
         let mut out: Vec<Option<Option<Vec<u8>>>> = keys.iter().map(|k| self.lookup(k)).collect();
-        let missing: Vec<Vec<u8>> = keys
+        let missing: Vec<&[u8]> = keys
             .iter()
             .zip(&out)
             .filter(|(_, v)| v.is_none())
-            .map(|(k, _)| k.clone())
+            .map(|(k, _)| *k)
             .collect();
         let mut fetched = self.store.multi_get_state(&missing)?.into_iter();
         for slot in &mut out {

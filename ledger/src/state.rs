@@ -54,6 +54,13 @@ pub const STATE_KEY_MIN_BYTES: usize = 9;
 impl StateKey {
     pub fn encode(&self) -> Vec<u8> {
         let mut k = Vec::with_capacity(65);
+        self.encode_into(&mut k);
+        k
+    }
+
+    /// Appends the encoded key to `k` (many keys can share one buffer).
+    pub fn encode_into(&self, k: &mut Vec<u8>) {
+        let start = k.len();
         match self {
             StateKey::Params => k.push(0),
             StateKey::Account(a) => {
@@ -88,10 +95,9 @@ impl StateKey {
             }
             StateKey::AssetList => k.push(9),
         }
-        if k.len() < STATE_KEY_MIN_BYTES {
-            k.resize(STATE_KEY_MIN_BYTES, 0);
+        if k.len() - start < STATE_KEY_MIN_BYTES {
+            k.resize(start + STATE_KEY_MIN_BYTES, 0);
         }
-        k
     }
 }
 

@@ -179,7 +179,7 @@ pub struct Tip {
 /// database or, later, over an overlay of blocks not yet committed.
 pub trait StateReader {
     fn get_state(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
-    fn multi_get_state(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>>;
+    fn multi_get_state(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>>;
 }
 
 /// A position in an address's history: the newest entry older than it is
@@ -1236,7 +1236,7 @@ impl StateReader for Store {
         Ok(v)
     }
 
-    fn multi_get_state(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
+    fn multi_get_state(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>> {
         // Held until the cache is updated (see `Store::recent`).
         let recent = self.read_recent();
         let mut out: Vec<Option<Option<Vec<u8>>>> = {
@@ -1246,17 +1246,17 @@ impl StateReader for Store {
                     recent
                         .state
                         .latest
-                        .get(k)
-                        .or_else(|| cache.entries.get(k))
+                        .get(*k)
+                        .or_else(|| cache.entries.get(*k))
                         .cloned()
                 })
                 .collect()
         };
-        let missing: Vec<&Vec<u8>> = keys
+        let missing: Vec<&[u8]> = keys
             .iter()
             .zip(&out)
             .filter(|(_, v)| v.is_none())
-            .map(|(k, _)| k)
+            .map(|(k, _)| *k)
             .collect();
         if !missing.is_empty() {
             let cf = self.cf(CF_STATE)?;
@@ -1269,7 +1269,7 @@ impl StateReader for Store {
                         .next()
                         .ok_or_else(|| corrupt("multi-get", "fewer results than keys"))??
                         .map(|p| p.to_vec());
-                    cache.insert(key.clone(), value.clone());
+                    cache.insert(key.to_vec(), value.clone());
                     *slot = Some(value);
                 }
             }

@@ -231,28 +231,29 @@ pub enum Payload {
 impl Payload {
     /// Every address this transaction moves funds to or changes, other than
     /// the sender: what an explorer lists it under.
-    pub fn counterparties(&self) -> Vec<Address> {
-        match self {
-            Payload::Transfer { to, .. } | Payload::Mint { to, .. } => vec![*to],
-            Payload::BatchTransfer { payouts, .. } => {
-                payouts.as_slice().iter().map(|p| p.to).collect()
-            }
+    pub fn counterparties(&self) -> impl Iterator<Item = Address> + '_ {
+        // (No allocation: executing and indexing a block ask for every
+        // transaction's counterparties.)
+        let (one, many): (Option<&Address>, &[Payout]) = match self {
+            Payload::Transfer { to, .. } | Payload::Mint { to, .. } => (Some(to), &[]),
+            Payload::BatchTransfer { payouts, .. } => (None, payouts.as_slice()),
             Payload::ConfigureMinter { minter, .. } | Payload::RemoveMinter { minter, .. } => {
-                vec![*minter]
+                (Some(minter), &[])
             }
             Payload::Freeze { address, .. }
             | Payload::Unfreeze { address, .. }
-            | Payload::Seize { address, .. } => vec![*address],
+            | Payload::Seize { address, .. } => (Some(address), &[]),
             Payload::Bond { validator, .. }
             | Payload::Unbond { validator, .. }
             | Payload::Withdraw { validator }
-            | Payload::ClaimRewards { validator } => vec![*validator],
+            | Payload::ClaimRewards { validator } => (Some(validator), &[]),
             Payload::Burn { .. }
             | Payload::Pause { .. }
             | Payload::Unpause { .. }
             | Payload::RegisterValidator { .. }
-            | Payload::Unjail => Vec::new(),
-        }
+            | Payload::Unjail => (None, &[]),
+        };
+        one.copied().into_iter().chain(many.iter().map(|p| p.to))
     }
 
     /// A short name of the kind, for receipts, logs and metrics.

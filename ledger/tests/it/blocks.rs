@@ -588,7 +588,7 @@ impl sou_ledger::StateReader for CountingReader<'_> {
         self.store.get_state(key)
     }
 
-    fn multi_get_state(&self, keys: &[Vec<u8>]) -> sou_ledger::Result<Vec<Option<Vec<u8>>>> {
+    fn multi_get_state(&self, keys: &[&[u8]]) -> sou_ledger::Result<Vec<Option<Vec<u8>>>> {
         self.records.set(self.records.get() + keys.len());
         self.store.multi_get_state(keys)
     }
