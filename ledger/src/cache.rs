@@ -17,6 +17,7 @@ use crate::state::{
     Account, AssetInfo, Delegation, StateKey, StateValue, UnbondingEntry, Validator, ValidatorSet,
 };
 use crate::store::StateReader;
+use crate::writes::StateWrites;
 use crate::{Error, Result};
 
 #[derive(Default)]
@@ -43,7 +44,7 @@ thread_local! {
 /// State changes of a finished block: what to write, and the new LtHash.
 #[derive(Debug)]
 pub struct StateDiff {
-    pub writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    pub writes: StateWrites,
     pub lthash: LtHash,
 }
 
@@ -238,22 +239,30 @@ impl<'a, R: StateReader> StateCache<'a, R> {
     /// Costs in proportion to the records changed, not to the state's size.
     pub fn diff(&self, base: &LtHash) -> StateDiff {
         let mut lthash = base.clone();
-        let mut writes = Vec::with_capacity(self.slots.len());
+        // Room for a key and an account record per slot.
+        let mut writes = StateWrites::with_capacity(self.slots.len(), 33 + 64);
         for (key, slot) in &self.slots {
             if !slot.dirty {
                 continue;
             }
-            let new = slot.current.as_ref().map(StateValue::encode);
-            if new == slot.original {
+            let mut write = writes.begin_with(|buf| key.encode_into(buf));
+            if let Some(v) = &slot.current {
+                v.encode_into(write.value());
+            }
+            let present = slot.current.is_some();
+            if present == slot.original.is_some()
+                && slot.original.as_deref().unwrap_or_default() == write.value_bytes()
+            {
+                write.cancel();
                 continue;
             }
-            let k = key.encode();
-            lthash.replace(&k, slot.original.as_deref(), new.as_deref());
-            writes.push((k, new));
+            let (k, new) = write.parts();
+            lthash.replace(k, slot.original.as_deref(), present.then_some(new));
+            write.finish(present);
         }
         // The writes' order does not matter to RocksDB or to the LtHash; a
         // sorted list keeps the output the same on every machine anyway.
-        writes.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        writes.seal();
         StateDiff { writes, lthash }
     }
 

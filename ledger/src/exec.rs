@@ -32,6 +32,7 @@ use crate::params::Params;
 use crate::receipt::{Receipt, TxStatus};
 use crate::state::StateKey;
 use crate::store::StateReader;
+use crate::writes::StateWrites;
 use crate::{Error, Result};
 
 /// What a block is built on and by whom.
@@ -87,7 +88,7 @@ pub struct ExecutedBlock {
     pub block: Block,
     pub receipts: Vec<Receipt>,
     /// State writes, sorted by key; `None` deletes.
-    pub writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    pub writes: StateWrites,
     pub lthash: LtHash,
 }
 

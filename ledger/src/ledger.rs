@@ -506,12 +506,10 @@ struct Overlay<'a> {
 
 impl Overlay<'_> {
     fn lookup(&self, key: &[u8]) -> Option<Option<Vec<u8>>> {
-        self.layers.iter().rev().find_map(|l| {
-            l.writes
-                .binary_search_by(|(k, _)| k.as_slice().cmp(key))
-                .ok()
-                .map(|i| l.writes[i].1.clone())
-        })
+        self.layers
+            .iter()
+            .rev()
+            .find_map(|l| l.writes.get(key).map(|v| v.map(<[u8]>::to_vec)))
     }
 
     fn lthash(&self) -> Result<LtHash> {

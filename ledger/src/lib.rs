@@ -28,6 +28,7 @@ pub mod receipt;
 pub mod staking;
 pub mod state;
 pub mod store;
+pub mod writes;
 
 pub use error::{Error, InvalidTx, Result, TxError};
 pub use exec::{
@@ -38,3 +39,4 @@ pub use mempool::{precheck, AdmitError, Mempool, MempoolConfig, Prechecked};
 pub use params::Params;
 pub use receipt::{Receipt, TxStatus};
 pub use store::{HistoryCursor, StateReader, Store, Tip, TxRecord};
+pub use writes::StateWrites;

@@ -287,20 +287,25 @@ impl StateValue {
         // Room for an account with a few balances: `borsh::to_vec` reserves
         // a kilobyte for every value, and a block encodes one per account.
         let mut out = Vec::with_capacity(96);
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// Appends the record's encoding to `out`.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
         let r = match self {
-            StateValue::Params(v) => BorshSerialize::serialize(v, &mut out),
-            StateValue::Account(v) => BorshSerialize::serialize(v, &mut out),
-            StateValue::Asset(v) => BorshSerialize::serialize(v, &mut out),
-            StateValue::Validator(v) => BorshSerialize::serialize(v, &mut out),
-            StateValue::Delegation(v) => BorshSerialize::serialize(v, &mut out),
-            StateValue::Unbonding(v) => BorshSerialize::serialize(v, &mut out),
-            StateValue::ValidatorSet(v) => BorshSerialize::serialize(v, &mut out),
-            StateValue::Candidates(v) => BorshSerialize::serialize(v, &mut out),
-            StateValue::Evidence(v) => BorshSerialize::serialize(v, &mut out),
-            StateValue::AssetList(v) => BorshSerialize::serialize(v, &mut out),
+            StateValue::Params(v) => BorshSerialize::serialize(v, out),
+            StateValue::Account(v) => BorshSerialize::serialize(v, out),
+            StateValue::Asset(v) => BorshSerialize::serialize(v, out),
+            StateValue::Validator(v) => BorshSerialize::serialize(v, out),
+            StateValue::Delegation(v) => BorshSerialize::serialize(v, out),
+            StateValue::Unbonding(v) => BorshSerialize::serialize(v, out),
+            StateValue::ValidatorSet(v) => BorshSerialize::serialize(v, out),
+            StateValue::Candidates(v) => BorshSerialize::serialize(v, out),
+            StateValue::Evidence(v) => BorshSerialize::serialize(v, out),
+            StateValue::AssetList(v) => BorshSerialize::serialize(v, out),
         };
         r.unwrap_or_else(|e| unreachable!("borsh encoding into a Vec failed: {e}"));
-        out
     }
 
     /// Decodes the record stored under `key`.

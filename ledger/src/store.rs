@@ -89,6 +89,7 @@ use crate::exec::ExecutedBlock;
 use crate::lthash::LtHash;
 use crate::receipt::Receipt;
 use crate::state::STATE_KEY_MIN_BYTES;
+use crate::writes::StateWrites;
 use crate::{Error, Result};
 
 const CF_BLOCKS: &str = "blocks";
@@ -431,14 +432,20 @@ impl RecentState {
         Ok(())
     }
 
-    fn add(&mut self, block: &[(Vec<u8>, Option<Vec<u8>>)]) {
-        for (key, value) in block {
-            match self.latest.get_mut(key.as_slice()) {
+    fn add(&mut self, block: &StateWrites) {
+        for (key, value) in block.iter() {
+            match self.latest.get_mut(key) {
                 // Most keys were written by an earlier block of the chunk:
                 // the held value's buffer is reused.
-                Some(held) => held.clone_from(value),
+                Some(held) => match (held, value) {
+                    (Some(buf), Some(v)) => {
+                        buf.clear();
+                        buf.extend_from_slice(v);
+                    }
+                    (held, v) => *held = v.map(<[u8]>::to_vec),
+                },
                 None => {
-                    self.latest.insert(key.clone(), value.clone());
+                    self.latest.insert(key.to_vec(), value.map(<[u8]>::to_vec));
                 }
             }
         }
@@ -667,9 +674,7 @@ impl Store {
                 .db
                 .get_cf(changes, height.to_be_bytes())?
                 .ok_or_else(|| corrupt("state_changes", format!("block {height}'s are missing")))?;
-            let writes: Vec<(Vec<u8>, Option<Vec<u8>>)> =
-                borsh::from_slice(&bytes).map_err(|e| corrupt("state_changes", e))?;
-            recent.state.add(&writes);
+            recent.state.add(&StateWrites::decode(&bytes)?);
         }
         Ok(())
     }
@@ -1718,7 +1723,9 @@ mod tests {
                     evidence: vec![],
                 },
                 receipts: vec![],
-                writes,
+                writes: StateWrites::from_pairs(
+                    writes.iter().map(|(k, v)| (k.as_slice(), v.as_deref())),
+                ),
                 lthash: LtHash::default(),
             };
             parent = executed.block.hash();
