@@ -445,7 +445,14 @@ impl RecentIndex {
 
     fn clear(&mut self, indexed_to: u64) {
         self.txs.clear();
-        self.history.clear();
+        // An address used in this chunk keeps its (emptied) vector for the
+        // next: a payee busy in one chunk is likely busy in the next, and
+        // its vector then need not grow again from nothing. The others go.
+        self.history.retain(|_, positions| {
+            let used = !positions.is_empty();
+            positions.clear();
+            used
+        });
         self.positions = 0;
         self.indexed_to = indexed_to;
     }
