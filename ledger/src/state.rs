@@ -7,6 +7,7 @@
 
 use borsh::{BorshDeserialize, BorshSerialize};
 use serde::Serialize;
+use smallvec::SmallVec;
 use sou_types::{Address, Amount, Hash, PublicKey, Symbol};
 
 use crate::params::Params;
@@ -102,13 +103,53 @@ impl StateKey {
 }
 
 /// An account: its nonce, its balance of each asset, the assets it is frozen in.
-#[derive(Clone, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Account {
     pub nonce: u64,
     /// Sorted by symbol; no zero entries.
-    pub balances: Vec<(Symbol, Amount)>,
+    pub balances: Balances,
     /// Sorted; the assets this address can neither send nor receive.
     pub frozen: Vec<Symbol>,
+}
+
+/// An account's balances. Nearly every account holds one asset (its
+/// stablecoin), kept inline: a block reads and writes about 10,000
+/// accounts, and a heap allocation for each one's balances cost an
+/// allocation, a free and a pointer chase apiece.
+pub type Balances = SmallVec<[(Symbol, Amount); 1]>;
+
+// Encoded as if `balances` were a Vec (a u32 count, then the entries), so the
+// records, and the state root, are what they were.
+impl BorshSerialize for Account {
+    fn serialize<W: std::io::Write>(&self, w: &mut W) -> std::io::Result<()> {
+        BorshSerialize::serialize(&self.nonce, w)?;
+        let n = u32::try_from(self.balances.len())
+            .map_err(|_| std::io::Error::other("more than 2^32 balances"))?;
+        BorshSerialize::serialize(&n, w)?;
+        for b in &self.balances {
+            BorshSerialize::serialize(b, w)?;
+        }
+        BorshSerialize::serialize(&self.frozen, w)
+    }
+}
+
+impl BorshDeserialize for Account {
+    fn deserialize_reader<R: std::io::Read>(r: &mut R) -> std::io::Result<Self> {
+        let nonce = u64::deserialize_reader(r)?;
+        let n = u32::deserialize_reader(r)?;
+        // Grows as entries are read: a corrupt count ends at the input's end
+        // rather than reserving memory for it.
+        let mut balances = Balances::new();
+        for _ in 0..n {
+            balances.push(<(Symbol, Amount)>::deserialize_reader(r)?);
+        }
+        let frozen = Vec::<Symbol>::deserialize_reader(r)?;
+        Ok(Account {
+            nonce,
+            balances,
+            frozen,
+        })
+    }
 }
 
 impl Account {
@@ -322,5 +363,55 @@ impl StateValue {
             StateKey::Evidence(_) => StateValue::Evidence(borsh::from_slice(bytes)?),
             StateKey::AssetList => StateValue::AssetList(borsh::from_slice(bytes)?),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The account as it was declared before its balances were inline.
+    #[derive(BorshSerialize, BorshDeserialize, PartialEq, Debug)]
+    struct VecAccount {
+        nonce: u64,
+        balances: Vec<(Symbol, Amount)>,
+        frozen: Vec<Symbol>,
+    }
+
+    fn symbol() -> impl Strategy<Value = Symbol> {
+        "[A-Z]{1,8}".prop_map(|s| Symbol::new(&s).unwrap())
+    }
+
+    proptest! {
+        /// Inline balances encode and decode exactly as a Vec of them did,
+        /// whatever their number (inline or spilled).
+        #[test]
+        fn accounts_encode_as_before(
+            nonce in any::<u64>(),
+            balances in proptest::collection::vec((symbol(), any::<u128>()), 0..4),
+            frozen in proptest::collection::vec(symbol(), 0..3),
+        ) {
+            let balances: Vec<(Symbol, Amount)> =
+                balances.into_iter().map(|(s, a)| (s, Amount(a))).collect();
+            let old = VecAccount { nonce, balances: balances.clone(), frozen: frozen.clone() };
+            let new = Account { nonce, balances: balances.into_iter().collect(), frozen };
+            let bytes = borsh::to_vec(&old).unwrap();
+            prop_assert_eq!(&borsh::to_vec(&new).unwrap(), &bytes);
+            prop_assert_eq!(borsh::from_slice::<Account>(&bytes).unwrap(), new);
+        }
+
+        /// Any bytes decode to an account or to an error, never a panic.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = borsh::from_slice::<Account>(&bytes);
+        }
+    }
+
+    #[test]
+    fn a_huge_balance_count_is_an_error() {
+        let mut bytes = 7u64.to_le_bytes().to_vec();
+        bytes.extend_from_slice(&u32::MAX.to_le_bytes());
+        assert!(borsh::from_slice::<Account>(&bytes).is_err());
     }
 }
