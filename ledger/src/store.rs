@@ -130,13 +130,12 @@ const META_PAGED_FROM: &[u8] = b"paged_from";
 /// (transactions keyed by hash) has a tip and no `schema`: version 1.
 /// Version 2 wrote every block's index entries with the block, version 3
 /// every block's state writes, version 4 one record per key, version 5 one
-/// history entry per address and block: they read as version 6 with
-/// `indexed_to` (version 2) and `state_to` (versions 2 and 3) at the tip
-/// and `paged_from` above it (versions 2 to 4), and are marked 6 when
-/// opened. Their history entries stay as they are, and read as they did.
-/// Version 7 writes pages of slim records (a flag in the page's count says
-/// which); pages of versions 5 and 6 are read as they are, so those
-/// databases are marked 7 in place.
+/// history entry per address and block, version 6 pages of whole records:
+/// they read as this version with `indexed_to` (version 2) and `state_to`
+/// (versions 2 and 3) at the tip and `paged_from` above it (versions 2 to
+/// 4), and are marked as this version when opened. Their history entries
+/// and pages stay as they are, and read as they did. Version 7 writes pages
+/// of slim records (a flag in the page's count says which).
 const SCHEMA_VERSION: u32 = 7;
 
 /// Transaction records per value in `transactions`.
@@ -1394,7 +1393,8 @@ fn parse_tx_key(key: &[u8]) -> Option<(u64, u32)> {
     Some((height, index))
 }
 
-/// Encodes a page of records into `buf`: their count (u32 LE), the offset
+/// Encodes a page of records into `buf`: their count (u32 LE, its top bit
+/// set: the records are slim, see [`SLIM_PAGE`]), the offset
 /// of each and of the end (u32 LE, from the first record), then the records.
 fn encode_page(records: &[(&SignedTransaction, &Receipt)], buf: &mut Vec<u8>) -> Result<()> {
     buf.clear();
@@ -1431,6 +1431,10 @@ fn page_table(page: &[u8]) -> Result<(usize, &[u8], &[u8], bool)> {
         .ok_or_else(bad)?;
     let slim = head & SLIM_PAGE != 0;
     let count = (head & !SLIM_PAGE) as usize;
+    // More would give its records the indexes of the next page's.
+    if count > TX_PAGE as usize {
+        return Err(bad());
+    }
     let table_len = count
         .checked_add(1)
         .and_then(|n| n.checked_mul(4))
@@ -1957,6 +1961,10 @@ mod tests {
             let _ = page_record(&bad, 2);
         }
         assert!(page_record(&buf, 5).is_err());
+        // A page may not claim more than TX_PAGE records.
+        let mut over = (SLIM_PAGE | (TX_PAGE + 1)).to_le_bytes().to_vec();
+        over.resize(4 + 4 * (TX_PAGE as usize + 2), 0);
+        assert!(page_table(&over).is_err());
         // A page number whose first index overflows u32.
         let mut out = Vec::new();
         assert!(page_records(&buf, 7, u32::MAX, &mut out).is_err());

@@ -23,6 +23,9 @@ struct Entry {
     /// End of the key; the value (if any) runs from here to `end`.
     key_end: usize,
     end: usize,
+    /// Which write of the value this is: of two writes of one key, the
+    /// later wins.
+    seq: u32,
     present: bool,
 }
 
@@ -98,12 +101,12 @@ impl StateWrites {
 
     /// Starts a write of `key`; its value is appended through the returned
     /// handle, which then keeps or drops the write.
-    pub fn begin(&mut self, key: &[u8]) -> PendingWrite<'_> {
+    pub(crate) fn begin(&mut self, key: &[u8]) -> PendingWrite<'_> {
         self.begin_with(|buf| buf.extend_from_slice(key))
     }
 
     /// As [`StateWrites::begin`], the key appended by `key`.
-    pub fn begin_with(&mut self, key: impl FnOnce(&mut Vec<u8>)) -> PendingWrite<'_> {
+    pub(crate) fn begin_with(&mut self, key: impl FnOnce(&mut Vec<u8>)) -> PendingWrite<'_> {
         let start = self.bytes.len();
         key(&mut self.bytes);
         PendingWrite {
@@ -115,15 +118,14 @@ impl StateWrites {
 
     /// Sorts the writes by key; for a key written twice, the later write
     /// stays.
-    pub fn seal(&mut self) {
+    pub(crate) fn seal(&mut self) {
         let bytes = &self.bytes;
         let key = |e: &Entry| &bytes[e.start..e.key_end];
-        // A later write starts further into the buffer.
         self.entries.sort_unstable_by(|a, b| {
             a.prefix
                 .cmp(&b.prefix)
                 .then_with(|| key(a).cmp(key(b)))
-                .then(a.start.cmp(&b.start))
+                .then(a.seq.cmp(&b.seq))
         });
         self.entries.dedup_by(|later, kept| {
             let same = key(later) == key(kept);
@@ -156,9 +158,9 @@ impl StateWrites {
             Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
         }
         let count = len(&mut input)?;
-        // Each write takes at least 9 bytes, which bounds what a corrupt
+        // Each write takes at least 5 bytes, which bounds what a corrupt
         // count can make us reserve.
-        let mut w = StateWrites::with_capacity(count.min(input.len() / 9), 0);
+        let mut w = StateWrites::with_capacity(count.min(input.len() / 5), 0);
         w.bytes.reserve(input.len());
         for _ in 0..count {
             let key_len = len(&mut input)?;
@@ -180,11 +182,13 @@ impl StateWrites {
                 let value_len = len(&mut input)?;
                 w.bytes.extend_from_slice(take(&mut input, value_len)?);
             }
+            let seq = u32::try_from(w.entries.len()).map_err(|_| corrupt("too many writes"))?;
             w.entries.push(Entry {
                 prefix: prefix(key),
                 start,
                 key_end,
                 end: w.bytes.len(),
+                seq,
                 present,
             });
         }
@@ -195,9 +199,11 @@ impl StateWrites {
     }
 }
 
-/// A write being appended (see [`StateWrites::begin`]).
+/// A write being appended (see [`StateWrites::begin`]). Writes appended
+/// this way are in order only after [`StateWrites::seal`], which this
+/// crate's two producers (the state cache's diff, `from_pairs`) call.
 #[derive(Debug)]
-pub struct PendingWrite<'a> {
+pub(crate) struct PendingWrite<'a> {
     writes: &'a mut StateWrites,
     start: usize,
     key_end: usize,
@@ -205,39 +211,43 @@ pub struct PendingWrite<'a> {
 
 impl PendingWrite<'_> {
     /// The buffer to append the value to.
-    pub fn value(&mut self) -> &mut Vec<u8> {
+    pub(crate) fn value(&mut self) -> &mut Vec<u8> {
         &mut self.writes.bytes
     }
 
     /// The value appended so far.
-    pub fn value_bytes(&self) -> &[u8] {
+    pub(crate) fn value_bytes(&self) -> &[u8] {
         &self.writes.bytes[self.key_end..]
     }
 
     /// The key, and the value appended so far.
-    pub fn parts(&self) -> (&[u8], &[u8]) {
+    pub(crate) fn parts(&self) -> (&[u8], &[u8]) {
         let (key, value) = self.writes.bytes[self.start..].split_at(self.key_end - self.start);
         (key, value)
     }
 
     /// Keeps the write: the value appended (`present`) or a deletion.
-    pub fn finish(self, present: bool) {
+    pub(crate) fn finish(self, present: bool) {
         if !present {
             self.writes.bytes.truncate(self.key_end);
         }
         let end = self.writes.bytes.len();
         let prefix = prefix(&self.writes.bytes[self.start..self.key_end]);
+        // (A block writes far fewer than 2^32 records; past that, ties
+        // between equal keys would only lose their order.)
+        let seq = u32::try_from(self.writes.entries.len()).unwrap_or(u32::MAX);
         self.writes.entries.push(Entry {
             prefix,
             start: self.start,
             key_end: self.key_end,
             end,
+            seq,
             present,
         });
     }
 
     /// Drops the write and everything appended for it.
-    pub fn cancel(self) {
+    pub(crate) fn cancel(self) {
         self.writes.bytes.truncate(self.start);
     }
 }
@@ -362,6 +372,16 @@ mod tests {
         assert_eq!(w.len(), 1);
         assert_eq!(w.get(&[1]), Some(Some(&[2u8][..])));
         assert_eq!(w.get(&[2]), None);
+        // Writes that take no bytes at all (an empty key deleted) still
+        // keep their order.
+        for later_present in [false, true] {
+            let mut w = StateWrites::default();
+            w.begin(&[]).finish(!later_present);
+            w.begin(&[]).finish(later_present);
+            w.seal();
+            assert_eq!(w.len(), 1);
+            assert_eq!(w.get(&[]), Some(later_present.then_some(&[][..])));
+        }
     }
 
     #[test]
