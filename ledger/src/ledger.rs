@@ -192,6 +192,7 @@ impl Ledger {
 
     fn from_store(store: Store) -> Result<Ledger> {
         let tip = store.tip()?.ok_or(Error::NoGenesis)?;
+        Self::replay_held_blocks(&store, tip.height)?;
         let tip_header = store.header(tip.height)?.ok_or_else(|| Error::Corrupt {
             what: "blocks".into(),
             reason: format!("the tip block {} is missing", tip.height),
@@ -203,6 +204,64 @@ impl Ledger {
             params,
             tip: RwLock::new((tip, tip_header)),
         })
+    }
+
+    /// After reopening: executes again the blocks above the height the
+    /// `state` column family holds, up to the tip, to rebuild the state
+    /// held in memory (blocks write their state changes only with a chunk;
+    /// see the store's module docs). Each block's state root is checked
+    /// against its header; signatures and evidence were checked when the
+    /// block was committed.
+    fn replay_held_blocks(store: &Store, tip: u64) -> Result<()> {
+        let Some((from, mut lthash)) = store.replay_from() else {
+            return Ok(());
+        };
+        let corrupt = |height: u64, reason: String| Error::Corrupt {
+            what: format!("block {height}, executed again"),
+            reason,
+        };
+        tracing::info!(
+            from = from + 1,
+            to = tip,
+            "rebuilding the state held in memory: executing blocks again"
+        );
+        for height in from + 1..=tip {
+            let block = store
+                .block(height)?
+                .ok_or_else(|| corrupt(height, "missing".into()))?;
+            let h = block.header.clone();
+            let ctx = BlockContext {
+                chain_id: h.chain_id.clone(),
+                height: h.height,
+                parent: h.parent,
+                proposer: h.proposer,
+                timestamp_ms: h.timestamp_ms,
+            };
+            let mut exec = BlockExecutor::new(store, lthash, ctx)?;
+            exec.apply_evidence(block.evidence, &|_| true, OnInvalid::Reject)?;
+            let txs = block
+                .transactions
+                .into_iter()
+                .map(Candidate::from)
+                .collect();
+            exec.apply(txs, &|_, _| true, OnInvalid::Reject)?;
+            let executed = exec.finish()?;
+            if executed.block.header.state_root != h.state_root {
+                return Err(corrupt(
+                    height,
+                    format!(
+                        "state root {} is not the header's {}",
+                        executed.block.header.state_root, h.state_root
+                    ),
+                ));
+            }
+            store.hold_replayed(height, &executed.writes, &executed.lthash)?;
+            lthash = executed.lthash;
+        }
+        if lthash != store.lthash()? {
+            return Err(corrupt(tip, "the LtHash is not the one stored".into()));
+        }
+        Ok(())
     }
 
     pub fn store(&self) -> &Store {

@@ -9,7 +9,7 @@
 //! | `tx_index`        | tx hash                              | height (u64 BE) ‖ index (u32 BE) |
 //! | `address_history` | address ‖ !oldest height BE ‖ 1       | the address's positions in a chunk, height (u64 BE) ‖ index (u32 BE)…, newest first |
 //! | `state`           | [`StateKey::encode`]                 | the record, borsh          |
-//! | `state_changes`   | height (u64 BE)                      | the block's state writes, until its chunk is in `state` |
+//! | `state_changes`   | height (u64 BE)                      | layouts before 8: the block's state writes, until its chunk is in `state` |
 //! | `meta`            | `schema`, `tip`, `lthash`, `indexed_to`, `state_to`, `paged_from` | layout version, tip height and hash, LtHash, last height whose index entries (state writes) are in `tx_index` and `address_history` (`state`), first height whose records are paged |
 //! | `finality`        | height (u64 BE)                      | the proof the block is final (consensus's certificate, opaque here) |
 //!
@@ -65,18 +65,22 @@
 //! # So is the state
 //! A block of transfers writes one state record per account it touches,
 //! also under random keys, and the same accounts again block after block.
-//! So the `state` column family is written in the same chunks: a block's
-//! batch holds its state writes as one value in `state_changes` (one
-//! memtable insert instead of one per account, and still durable with the
-//! block), and [`RecentState`] holds each key's latest value in memory.
-//! The block that closes a chunk writes those latest values into `state`
-//! (an account changed in every block of the chunk is written once), with
-//! the index entries and likewise without the WAL. The batch that moves
-//! `meta/state_to` up to the chunk (with `indexed_to`, once it is flushed)
-//! also deletes the chunk's `state_changes`. `state` uses a vector memtable
-//! switched out after each chunk, as the indexes do. Reads look in memory,
-//! then in the read cache, then in RocksDB; when the store opens, the held
-//! values are rebuilt from `state_changes` above `state_to`.
+//! So the `state` column family is written in the same chunks, and a
+//! block's batch holds none of its state writes: [`RecentState`] holds each
+//! key's latest value in memory, and the block that closes a chunk writes
+//! those values into `state` (an account changed in every block of the
+//! chunk is written once), with the index entries and likewise without the
+//! WAL, and with a marker of the block whose state `state` then holds (and
+//! that state's LtHash). The marker goes into the same memtable as the
+//! chunk, so it reaches the SST files exactly when the chunk does. When the
+//! store is reopened, the ledger executes the blocks above the marker again
+//! ([`Store::replay_from`], [`Store::hold_replayed`]), checking each one's
+//! state root against its header: a block's batch stays the only thing that
+//! makes it durable, and its state writes (about a million bytes a block of
+//! 10,000 transfers, a quarter of the batch, until layout 7 kept in
+//! `state_changes`) are computed again instead of written. `state` uses a
+//! vector memtable switched out after each chunk, as the indexes do. Reads
+//! look in memory, then in the read cache, then in RocksDB.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -135,8 +139,19 @@ const META_PAGED_FROM: &[u8] = b"paged_from";
 /// (versions 2 and 3) at the tip and `paged_from` above it (versions 2 to
 /// 4), and are marked as this version when opened. Their history entries
 /// and pages stay as they are, and read as they did. Version 7 writes pages
-/// of slim records (a flag in the page's count says which).
-const SCHEMA_VERSION: u32 = 7;
+/// of slim records (a flag in the page's count says which). Version 8
+/// writes no `state_changes`: `state` carries a marker of the height it
+/// holds, and the blocks above it are executed again on reopening. A
+/// database of an earlier version is rebuilt from its `state_changes` once
+/// and its held state written with the marker when it opens.
+const SCHEMA_VERSION: u32 = 8;
+
+/// In `state`: the height whose state the column family holds (u64 BE),
+/// then the LtHash of that state. Written with every chunk, into the same
+/// memtable, so it reaches an SST file exactly when the chunk does; a store
+/// reopened after a crash executes the blocks above it again to rebuild
+/// the state it held in memory. No state key starts with 0xff.
+const STATE_HELD_AT: [u8; STATE_KEY_MIN_BYTES] = [0xff; STATE_KEY_MIN_BYTES];
 
 /// Transaction records per value in `transactions`.
 pub const TX_PAGE: u32 = 64;
@@ -468,15 +483,18 @@ struct RecentState {
 }
 
 impl RecentState {
-    /// Puts every value held into `state`.
-    fn write(&self, batch: &mut BatchEncoder, ids: &CfIds) -> Result<()> {
+    /// Puts every value held into `state`, with the marker saying that
+    /// `state` then holds the state of block `at`, whose LtHash is `lthash`.
+    fn write(&self, batch: &mut BatchEncoder, ids: &CfIds, at: u64, lthash: &LtHash) -> Result<()> {
         for (key, value) in &self.latest {
             match value {
                 Some(v) => batch.put(ids.state, key, v)?,
                 None => batch.delete(ids.state, key)?,
             }
         }
-        Ok(())
+        let mut marker = at.to_be_bytes().to_vec();
+        marker.extend_from_slice(&lthash.to_bytes());
+        batch.put(ids.state, &STATE_HELD_AT, &marker)
     }
 
     fn add(&mut self, block: &StateWrites) {
@@ -532,6 +550,10 @@ struct Recent {
     /// What `meta` records. Chunks are written without the WAL, so this
     /// lags the chunks written until their memtables are flushed.
     marked: Marks,
+    /// After reopening: the blocks above this height, up to the tip, are
+    /// still to be executed again (by the ledger) to rebuild the state
+    /// held in memory; their LtHash starts from this one.
+    replay: Option<(u64, LtHash)>,
 }
 
 impl Recent {
@@ -673,8 +695,9 @@ impl Store {
 
     /// Rebuilds what the blocks above the last chunk had in memory when the
     /// process stopped: their index entries from their records, above
-    /// `meta/indexed_to`, and their state writes from `state_changes`,
-    /// above `meta/state_to`.
+    /// `meta/indexed_to`. Their state writes, above `state`'s marker, are
+    /// rebuilt by the ledger executing them again (in databases of layouts
+    /// before 8, from `state_changes` above `meta/state_to`).
     fn rebuild_recent(&self) -> Result<()> {
         let Some(tip) = self.tip()? else {
             return Ok(());
@@ -707,13 +730,33 @@ impl Store {
             let block = BlockIndex::of(records.iter().map(|r| (&r.tx, r.receipt.tx_hash)));
             recent.index.add(height, block);
         }
-        recent.state = RecentState {
-            state_to,
-            latest: HashMap::default(),
-        };
         recent.marked = Marks {
             indexed_to,
             state_to,
+        };
+        if let Some((held_at, lthash)) = self.state_held_at()? {
+            // `state` holds exactly block `held_at`'s state (the marker
+            // reached the SST files with its chunk; a later chunk lost in
+            // the crash took its marker with it). The ledger executes the
+            // blocks above it again.
+            if held_at > tip.height || held_at < state_to {
+                return Err(corrupt(
+                    "state marker",
+                    format!("{held_at} is outside {state_to}..={}", tip.height),
+                ));
+            }
+            recent.state = RecentState {
+                state_to: held_at,
+                latest: HashMap::default(),
+            };
+            recent.replay = (held_at < tip.height).then_some((held_at, lthash));
+            return Ok(());
+        }
+        // Layouts before 8 kept each block's state writes in `state_changes`
+        // and had no marker.
+        recent.state = RecentState {
+            state_to,
+            latest: HashMap::default(),
         };
         let changes = self.cf(CF_STATE_CHANGES)?;
         for height in state_to + 1..=tip.height {
@@ -723,6 +766,49 @@ impl Store {
                 .ok_or_else(|| corrupt("state_changes", format!("block {height}'s are missing")))?;
             recent.state.add(&StateWrites::decode(&bytes)?);
         }
+        drop(recent);
+        // From now on blocks write no `state_changes`: the state is written,
+        // with its marker, before any is committed.
+        self.flush()
+    }
+
+    /// The height and LtHash of the state `state` holds (its marker), or
+    /// `None` in a database of a layout before 8 or before genesis.
+    fn state_held_at(&self) -> Result<Option<(u64, LtHash)>> {
+        let Some(v) = self.db.get_cf(self.cf(CF_STATE)?, STATE_HELD_AT)? else {
+            return Ok(None);
+        };
+        let bad = || corrupt("state marker", "malformed");
+        let (height, lthash) = v.split_at_checked(8).ok_or_else(bad)?;
+        let height = u64::from_be_bytes(height.try_into().map_err(|_| bad())?);
+        Ok(Some((height, LtHash::from_bytes(lthash).ok_or_else(bad)?)))
+    }
+
+    /// Where the state held in memory is to be rebuilt from after reopening
+    /// (see [`Store::hold_replayed`]): the height `state` holds and its
+    /// LtHash, when blocks above it are not yet executed again.
+    pub fn replay_from(&self) -> Option<(u64, LtHash)> {
+        self.read_recent().replay.clone()
+    }
+
+    /// Holds the state writes of block `height`, executed again after
+    /// reopening, as its commit did (`lthash`: the state's after it).
+    /// Blocks come in order, from the one above [`Store::replay_from`]'s
+    /// height to the tip.
+    pub fn hold_replayed(&self, height: u64, writes: &StateWrites, lthash: &LtHash) -> Result<()> {
+        let tip = self.tip()?.map_or(0, |t| t.height);
+        let mut recent = self.lock_recent();
+        let Some((from, _)) = recent.replay else {
+            return Err(corrupt("replay", "nothing is being replayed"));
+        };
+        if height != from + 1 {
+            return Err(corrupt(
+                "replay",
+                format!("block {height} replayed after {from}"),
+            ));
+        }
+        recent.state.add(writes);
+        recent.replay = (height < tip).then(|| (height, lthash.clone()));
         Ok(())
     }
 
@@ -776,14 +862,25 @@ impl Store {
     /// ledger bench, so that its figures include every write).
     pub fn flush(&self) -> Result<()> {
         let mut recent = self.lock_recent();
+        if recent.replay.is_some() {
+            return Err(corrupt(
+                "state",
+                "the state held in memory is not rebuilt yet (open the store through the ledger)",
+            ));
+        }
         // The chunk written last is recorded before another is written, as
         // in `commit` (a crash then loses at most one chunk).
         self.record_written_chunks(&mut recent)?;
         let tip = self.tip()?.map_or(0, |t| t.height);
-        if recent.entries() > 0 || recent.written_to() < tip {
+        // (A database of a layout before 8 may have all its state written
+        // but no marker yet.)
+        let marked_at_tip = self.state_held_at()?.is_some_and(|(h, _)| h == tip);
+        if recent.entries() > 0 || recent.written_to() < tip || !marked_at_tip {
             let mut batch = BatchEncoder::with_capacity(recent.entries() * 128 + 4096);
             recent.index.write(&mut batch, &self.ids)?;
-            recent.state.write(&mut batch, &self.ids)?;
+            recent
+                .state
+                .write(&mut batch, &self.ids, tip, &self.lthash()?)?;
             self.db.write(batch.finish())?;
             recent.index.clear(tip);
             recent.state.written(&mut self.lock_cache(), tip);
@@ -887,6 +984,12 @@ impl Store {
         wo.set_sync(true);
         // See `Store::recent`. Commits are serialised by the caller.
         let mut recent = self.lock_recent();
+        if recent.replay.is_some() {
+            return Err(corrupt(
+                "state",
+                "the state held in memory is not rebuilt yet (open the store through the ledger)",
+            ));
+        }
         let over_limits = recent.index.entries() + index.entries() > INDEX_CHUNK_ENTRIES
             || recent.state.latest.len() + executed.writes.len() > STATE_CHUNK_ENTRIES;
         if over_limits && recent.unmarked() && !self.chunks_flushed()? {
@@ -916,7 +1019,7 @@ impl Store {
             recent.index.add(height, index);
             recent.state.add(&executed.writes);
             recent.index.write(&mut batch, &ids)?;
-            recent.state.write(&mut batch, &ids)?;
+            recent.state.write(&mut batch, &ids, 0, &executed.lthash)?;
             let marks = Marks {
                 indexed_to: 0,
                 state_to: 0,
@@ -929,7 +1032,6 @@ impl Store {
             self.flush_chunk_memtables(false)?;
             return Ok(());
         }
-        batch.put(ids.state_changes, &hb, &encode(&executed.writes))?;
         if !closes_chunk {
             drop(recent);
             self.db.write_opt(batch.finish(), &wo)?;
@@ -941,8 +1043,8 @@ impl Store {
             recent.state.add(&executed.writes);
             return Ok(());
         }
-        // The block is durable with this write, its state writes in
-        // `state_changes` like any other block's.
+        // The block is durable with this write; its state writes can be
+        // computed again from it, like any other block's.
         self.db.write_opt(batch.finish(), &wo)?;
         if let Some(marks) = marks {
             recent.marked = marks;
@@ -950,14 +1052,19 @@ impl Store {
         recent.index.add(height, index);
         recent.state.add(&executed.writes);
         // The chunk is derived data, so it goes to the memtables without
-        // the WAL. `meta` records it, and its `state_changes` are deleted,
-        // only in the first batch after its memtables are flushed; a crash
-        // before that rebuilds it from the blocks above the marks.
+        // the WAL. `meta` records it only in the first batch after its
+        // memtables are flushed; a crash before that rebuilds it from the
+        // blocks above the marks (the state from those above the marker
+        // `state` holds).
         let mut chunk = BatchEncoder::with_capacity(recent.entries() * 64 + 4096);
         let written = recent
             .index
             .write(&mut chunk, &ids)
-            .and_then(|()| recent.state.write(&mut chunk, &ids))
+            .and_then(|()| {
+                recent
+                    .state
+                    .write(&mut chunk, &ids, height, &executed.lthash)
+            })
             .and_then(|()| {
                 let mut no_wal = WriteOptions::default();
                 no_wal.disable_wal(true);
@@ -1252,7 +1359,9 @@ impl Store {
             .iterator_cf_opt(self.cf(CF_STATE)?, ro, IteratorMode::Start)
         {
             let (k, v) = item?;
-            entries.insert(k.to_vec(), v.to_vec());
+            if *k != STATE_HELD_AT {
+                entries.insert(k.to_vec(), v.to_vec());
+            }
         }
         for (key, value) in &recent.state.latest {
             match value {
@@ -1509,7 +1618,7 @@ fn check_schema(db: &DB) -> Result<()> {
             SCHEMA_VERSION
         }
     };
-    if found == 5 || found == 6 {
+    if (5..=7).contains(&found) {
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
         db.put_cf_opt(meta, META_SCHEMA, SCHEMA_VERSION.to_be_bytes(), &wo)?;
@@ -1614,8 +1723,8 @@ mod tests {
     /// marked as this layout, written up to their tip and (before 5) paged
     /// above it.
     #[test]
-    fn layouts_2_to_6_are_upgraded_in_place() {
-        for layout in [2u32, 3, 4, 5, 6] {
+    fn layouts_2_to_7_are_upgraded_in_place() {
+        for layout in [2u32, 3, 4, 5, 6, 7] {
             let dir = tempfile::tempdir().unwrap();
             let store = Store::open(dir.path()).unwrap();
             let meta = store.cf(CF_META).unwrap();
@@ -1666,10 +1775,16 @@ mod tests {
                 get(META_PAGED_FROM),
                 Some(paged_from.to_be_bytes().to_vec())
             );
+            assert_eq!(store.state_held_at().unwrap().map(|(h, _)| h), None);
             store.rebuild_recent().unwrap();
             assert_eq!(store.lock_recent().index.indexed_to, 7);
             assert_eq!(store.lock_recent().state.state_to, 7);
             assert_eq!(store.lock_recent().entries(), 0);
+            // Without a marker, the held state is rebuilt from
+            // `state_changes` and written at once, with its marker: from
+            // then on no block writes `state_changes`.
+            assert_eq!(store.state_held_at().unwrap().map(|(h, _)| h), Some(7));
+            assert_eq!(store.replay_from().map(|(h, _)| h), None);
         }
     }
 
@@ -1827,12 +1942,17 @@ mod tests {
             store.chunk_marks().unwrap(),
             (held_until + 1, held_until + 1)
         );
-        // Recorded chunks' state_changes are gone; the held block's stay.
+        // No block writes `state_changes` (layout 8): `state`'s marker says
+        // which block's state it holds.
         let changes = store.cf(CF_STATE_CHANGES).unwrap();
         for height in 1..=held_until + 2 {
             let kept = store.db.get_cf(changes, height.to_be_bytes()).unwrap();
-            assert_eq!(kept.is_some(), height > held_until + 1, "{height}");
+            assert!(kept.is_none(), "{height}");
         }
+        assert_eq!(
+            store.state_held_at().unwrap().map(|(h, _)| h),
+            Some(held_until + 1)
+        );
         // A block that takes the held state past its limit closes a chunk;
         // while that one is unrecorded, the next such block waits for its
         // flush: it is recorded, and the next chunk closes.
