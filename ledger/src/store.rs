@@ -572,7 +572,8 @@ impl Recent {
     }
 
     /// Records the chunks written so far in `meta` and deletes the
-    /// `state_changes` they hold; only once their memtables are flushed.
+    /// `state_changes` they hold (only a database upgraded from a layout
+    /// before 8 has any); only once their memtables are flushed.
     /// Returns the marks to keep once `batch` is written.
     fn mark(&self, batch: &mut BatchEncoder, ids: &CfIds) -> Result<Marks> {
         let marks = Marks {
@@ -612,7 +613,10 @@ fn corrupt(what: &str, e: impl std::fmt::Display) -> Error {
 }
 
 impl Store {
-    /// Opens (creating if needed) the database at `path`.
+    /// Opens (creating if needed) the database at `path`. Its state reads
+    /// are those of [`Store::replay_from`]'s height until the blocks above
+    /// it are executed again: open it through [`crate::Ledger`], which does
+    /// that first.
     pub fn open(path: &Path) -> Result<Store> {
         Self::open_with_cache(path, DEFAULT_STATE_CACHE_ENTRIES)
     }
@@ -932,8 +936,10 @@ impl Store {
         }
     }
 
-    /// Commits an executed block and everything it changed in one atomic,
-    /// fsynced write batch: after a crash either all of it is there or none.
+    /// Commits an executed block in one atomic, fsynced write batch: after
+    /// a crash either all of it is there or none. Its index entries and
+    /// state writes are held in memory and written with the chunk (module
+    /// docs); they are computed again from the block after a crash.
     pub fn commit(&self, executed: &ExecutedBlock, finality: Option<&[u8]>) -> Result<()> {
         let block = &executed.block;
         let height = block.height();
@@ -1719,9 +1725,10 @@ mod tests {
 
     /// Databases of layout 2 (every index entry and state write written
     /// with its block), 3 (every state write), 4 (one record per key), 5
-    /// (a history entry per block) and 6 (pages of whole records) open,
-    /// marked as this layout, written up to their tip and (before 5) paged
-    /// above it.
+    /// (a history entry per block), 6 (pages of whole records) and 7
+    /// (state writes in `state_changes`) open, marked as this layout,
+    /// written up to their tip, (before 5) paged above it, and with the
+    /// state's marker.
     #[test]
     fn layouts_2_to_7_are_upgraded_in_place() {
         for layout in [2u32, 3, 4, 5, 6, 7] {
@@ -1761,7 +1768,8 @@ mod tests {
             } else {
                 store.db.delete_cf(meta, META_PAGED_FROM).unwrap();
             }
-            // Opening builds nothing in memory: the blocks are all written.
+            // Opening holds nothing in memory (the blocks are all written)
+            // and, finding no marker, writes the state's at the tip.
             check_schema(&store.db).unwrap();
             let get = |key: &[u8]| store.db.get_cf(meta, key).unwrap();
             assert_eq!(

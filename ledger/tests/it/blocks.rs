@@ -355,8 +355,8 @@ fn history_pages_within_and_across_blocks() {
 /// Index entries and state writes are held in memory and written to
 /// RocksDB a chunk of blocks at a time: lookups, history pages and state
 /// read the same on both sides of the boundary, after the store reopens
-/// (the held entries rebuilt from the blocks, the state from
-/// `state_changes`) and after a flush.
+/// (the held entries rebuilt from the blocks, the state by executing them
+/// again) and after a flush.
 #[test]
 fn indexes_and_state_read_the_same_across_chunks_and_after_reopening() {
     let blocks = 2 * sou_ledger::store::INDEX_CHUNK_BLOCKS + 8;

@@ -83,7 +83,8 @@ fn child_closes_a_chunk_then_dies() {
 /// A chunk's index entries and state go to RocksDB without the WAL, and
 /// `meta` records them only after their flush. A process that dies between
 /// the two loses the chunk from RocksDB; reopening rebuilds it from the
-/// blocks and `state_changes`, which the block batches made durable.
+/// blocks, which the block batches made durable (the state by executing
+/// them again from the marker of the last chunk that reached disk).
 #[test]
 fn a_chunk_lost_before_its_flush_is_rebuilt() {
     let exe = std::env::current_exe().unwrap();
