@@ -224,6 +224,20 @@ fn decode_record(bytes: &[u8], slim: bool, height: u64, index: u32) -> Result<Tx
     Ok(TxRecord { tx: r.tx, receipt })
 }
 
+/// Decodes only the transaction of a record: a block's body needs no
+/// receipts, and a slim record's receipt costs a hash of its transaction.
+fn decode_tx(bytes: &[u8], slim: bool, _height: u64, _index: u32) -> Result<SignedTransaction> {
+    let decoded = if slim {
+        borsh::from_slice::<SlimRecord>(bytes).map(|r| r.tx)
+    } else {
+        borsh::from_slice::<TxRecord>(bytes).map(|r| r.tx)
+    };
+    decoded.map_err(|e| corrupt("transaction", e))
+}
+
+/// How a record (its bytes, whether slim, its height and index) is decoded.
+type DecodeRecord<T> = fn(&[u8], bool, u64, u32) -> Result<T>;
+
 /// The last committed block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct Tip {
@@ -730,7 +744,7 @@ impl Store {
                 .ok_or_else(|| corrupt("blocks", format!("block {height} is missing")))?
                 .tx_hashes
                 .len();
-            let records = self.block_records(height, count)?;
+            let records = self.block_records(height, count, decode_record)?;
             let block = BlockIndex::of(records.iter().map(|r| (&r.tx, r.receipt.tx_hash)));
             recent.index.add(height, block);
         }
@@ -1107,11 +1121,7 @@ impl Store {
         let Some(stored) = self.stored_block(height)? else {
             return Ok(None);
         };
-        let transactions: Vec<SignedTransaction> = self
-            .block_records(height, stored.tx_hashes.len())?
-            .into_iter()
-            .map(|r| r.tx)
-            .collect();
+        let transactions = self.block_records(height, stored.tx_hashes.len(), decode_tx)?;
         Ok(Some(Block {
             header: stored.header,
             transactions,
@@ -1122,7 +1132,12 @@ impl Store {
     /// The `count` transaction records of the block at `height`, in order:
     /// one scan of consecutive keys (pages, or single records below
     /// `paged_from`).
-    fn block_records(&self, height: u64, count: usize) -> Result<Vec<TxRecord>> {
+    fn block_records<T>(
+        &self,
+        height: u64,
+        count: usize,
+        decode: DecodeRecord<T>,
+    ) -> Result<Vec<T>> {
         let mut ro = ReadOptions::default();
         ro.set_iterate_upper_bound(match height.checked_add(1) {
             Some(next) => tx_key(next, 0).to_vec(),
@@ -1142,9 +1157,9 @@ impl Store {
                 return Err(corrupt("block", "a transaction is missing"));
             }
             if paged {
-                page_records(&bytes, height, n as u32, &mut records)?;
+                page_records(&bytes, height, n as u32, &mut records, decode)?;
             } else {
-                records.push(decode_record(&bytes, false, height, n as u32)?);
+                records.push(decode(&bytes, false, height, n as u32)?);
             }
         }
         if records.len() != count {
@@ -1581,8 +1596,15 @@ fn page_record(page: &[u8], slot: usize) -> Result<(&[u8], bool)> {
     }
 }
 
-/// Decodes every record of page `page` of the block at `height` onto `out`.
-fn page_records(page: &[u8], height: u64, page_no: u32, out: &mut Vec<TxRecord>) -> Result<()> {
+/// Decodes every record of page `page_no` of the block at `height` onto
+/// `out`.
+fn page_records<T>(
+    page: &[u8],
+    height: u64,
+    page_no: u32,
+    out: &mut Vec<T>,
+    decode: DecodeRecord<T>,
+) -> Result<()> {
     let (count, ..) = page_table(page)?;
     for slot in 0..count {
         let (bytes, slim) = page_record(page, slot)?;
@@ -1590,7 +1612,7 @@ fn page_records(page: &[u8], height: u64, page_no: u32, out: &mut Vec<TxRecord>)
             .checked_mul(TX_PAGE)
             .and_then(|i| i.checked_add(slot as u32))
             .ok_or_else(|| corrupt("transaction page", "index out of range"))?;
-        out.push(decode_record(bytes, slim, height, index)?);
+        out.push(decode(bytes, slim, height, index)?);
     }
     Ok(())
 }
@@ -2065,7 +2087,17 @@ mod tests {
             // Whole records (at 3 and 8) read back as stored; slim ones (at
             // 7) rebuild the same receipts from their place and their hash.
             let want = &records;
-            assert_eq!(&store.block_records(height, n as usize).unwrap(), want);
+            assert_eq!(
+                &store
+                    .block_records(height, n as usize, decode_record)
+                    .unwrap(),
+                want
+            );
+            let txs: Vec<SignedTransaction> = want.iter().map(|r| r.tx.clone()).collect();
+            assert_eq!(
+                store.block_records(height, n as usize, decode_tx).unwrap(),
+                txs
+            );
             for i in [0, TX_PAGE - 1, TX_PAGE, n - 1] {
                 let (key, slot) = store.record_key(height, i);
                 assert_eq!(slot.is_some(), height >= 7);
@@ -2078,14 +2110,17 @@ mod tests {
         encode_page(&pairs[..5], &mut buf).unwrap();
         for cut in 0..buf.len() {
             let mut out = Vec::new();
-            assert!(page_records(&buf[..cut], 7, 0, &mut out).is_err() || cut == buf.len());
+            assert!(
+                page_records(&buf[..cut], 7, 0, &mut out, decode_record).is_err()
+                    || cut == buf.len()
+            );
             let _ = page_record(&buf[..cut], 4);
         }
         for at in 0..buf.len().min(64) {
             let mut bad = buf.clone();
             bad[at] ^= 0xa5;
             let mut out = Vec::new();
-            let _ = page_records(&bad, 7, 0, &mut out);
+            let _ = page_records(&bad, 7, 0, &mut out, decode_record);
             let _ = page_record(&bad, 2);
         }
         assert!(page_record(&buf, 5).is_err());
@@ -2095,7 +2130,7 @@ mod tests {
         assert!(page_table(&over).is_err());
         // A page number whose first index overflows u32.
         let mut out = Vec::new();
-        assert!(page_records(&buf, 7, u32::MAX, &mut out).is_err());
+        assert!(page_records(&buf, 7, u32::MAX, &mut out, decode_record).is_err());
     }
 
     /// The encoder writes exactly the bytes RocksDB's own batch calls do,
