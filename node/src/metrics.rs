@@ -35,6 +35,7 @@ pub struct Metrics {
     pub transactions_rejected: Family<RejectLabel, Counter>,
     pub block_signatures_verified: Counter,
     pub block_signatures_reused: Counter,
+    pub admission_signatures_reused: Counter,
     pub consensus_timeouts: Counter,
     pub block_execution_seconds: Histogram,
     pub block_commit_seconds: Histogram,
@@ -64,6 +65,7 @@ impl Metrics {
             transactions_rejected: Family::default(),
             block_signatures_verified: Counter::default(),
             block_signatures_reused: Counter::default(),
+            admission_signatures_reused: Counter::default(),
             consensus_timeouts: Counter::default(),
             block_execution_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
             block_commit_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
@@ -128,6 +130,11 @@ impl Metrics {
             "block_signatures_reused",
             "Signatures of transactions in proposed blocks not verified again: admitted to this node's mempool, with the same signature",
             m.block_signatures_reused.clone(),
+        );
+        registry.register(
+            "admission_signatures_reused",
+            "Transactions admitted without a signature check: this node verified the same signature already, executing a block that held them",
+            m.admission_signatures_reused.clone(),
         );
         registry.register(
             "consensus_timeouts",

@@ -25,7 +25,7 @@ use sou_consensus::{
 };
 use sou_genesis::{ChainSpec, KeyFile};
 use sou_ledger::staking::epoch_of;
-use sou_ledger::{AdmitError, Checks, ExecutedBlock, Ledger, Mempool};
+use sou_ledger::{AdmitError, Checks, ExecutedBlock, Ledger, Mempool, RecentlyVerified};
 use sou_p2p::{P2p, P2pConfig, SyncRequest, SyncResponse, Topic};
 use sou_rpc::{Backend, FinalizedEvent, NodeInfo};
 use sou_types::{Address, Block, Keypair, Misbehaviour, Signature, SignedTransaction, TxHash};
@@ -40,6 +40,9 @@ use crate::wal::{Wal, WalRecord};
 pub struct Shared {
     pub ledger: Ledger,
     pub mempool: Mutex<Mempool>,
+    /// Signatures verified executing blocks, so that admission does not
+    /// verify the gossiped copies again.
+    verified: Mutex<RecentlyVerified>,
     pub events: broadcast::Sender<FinalizedEvent>,
     pub info: Mutex<NodeInfo>,
     pub metrics: Arc<Metrics>,
@@ -89,6 +92,7 @@ impl Shared {
         Shared {
             ledger,
             mempool: Mutex::new(mempool),
+            verified: Mutex::new(RecentlyVerified::new(RECENTLY_VERIFIED)),
             events: broadcast::channel(4096).0,
             info: Mutex::new(NodeInfo::default()),
             metrics,
@@ -159,7 +163,16 @@ impl Shared {
             }
             // Signatures are verified without the pool's lock, which block
             // building and execution need.
-            let checked = sou_ledger::precheck(ok, &self.ledger);
+            let reused = Cell::new(0u64);
+            let known = |h: &TxHash, s: &Signature| {
+                let known = lock(&self.verified).contains(h, s);
+                reused.set(reused.get() + u64::from(known));
+                known
+            };
+            let checked = sou_ledger::precheck(ok, &self.ledger, &known);
+            self.metrics
+                .admission_signatures_reused
+                .inc_by(reused.get());
             let mut pool = lock(&self.mempool);
             let outcome = pool.admit_verified(checked, &self.ledger);
             self.metrics.mempool_transactions.set(pool.len() as i64);
@@ -316,12 +329,15 @@ fn execute_proposal(
     // What the ledger is told to verify, counted as it asks. The ledger
     // asks for every transaction before executing any, so the mempool is
     // locked a moment per question, never across the execution.
-    let verified = Cell::new(0u64);
+    let fresh = std::cell::RefCell::new(Vec::new());
     let reused = Cell::new(0u64);
     let skip = |h: &TxHash, s: &Signature| {
-        let known = admitted_with(&lock(&shared.mempool), h, s);
-        let counter = if known { &reused } else { &verified };
-        counter.set(counter.get() + 1);
+        let known = verified_before(shared, h, s);
+        if known {
+            reused.set(reused.get() + 1);
+        } else {
+            fresh.borrow_mut().push((*h, *s));
+        }
         known
     };
     let checks = Checks {
@@ -329,12 +345,41 @@ fn execute_proposal(
         evidence: &|m| check_misbehaviour(ledger, m),
     };
     let result = ledger.execute_on(ancestors, block, &checks);
+    let fresh = fresh.into_inner();
     shared
         .metrics
         .block_signatures_verified
-        .inc_by(verified.get());
+        .inc_by(fresh.len() as u64);
     shared.metrics.block_signatures_reused.inc_by(reused.get());
+    if result.is_ok() {
+        remember_verified(shared, fresh);
+    }
     result
+}
+
+/// Most (hash, signature) pairs remembered per generation of
+/// [`RecentlyVerified`] (about 100 bytes each; two generations): several
+/// seconds of transactions at the rates a node sustains.
+const RECENTLY_VERIFIED: usize = 1 << 16;
+
+/// Whether this node verified `signature` over `hash` before: admitted
+/// to its mempool with it, or checked executing an earlier block.
+fn verified_before(shared: &Shared, hash: &TxHash, signature: &Signature) -> bool {
+    admitted_with(&lock(&shared.mempool), hash, signature)
+        || lock(&shared.verified).contains(hash, signature)
+}
+
+/// Records the signatures a block's execution verified: every transaction
+/// of a block that executed is validly signed (one that is not makes the
+/// block invalid).
+fn remember_verified(shared: &Shared, pairs: Vec<(TxHash, Signature)>) {
+    if pairs.is_empty() {
+        return;
+    }
+    let mut v = lock(&shared.verified);
+    for (h, s) in pairs {
+        v.insert(h, s);
+    }
 }
 
 /// The application side of consensus: builds and checks blocks.
@@ -979,11 +1024,12 @@ impl Driver {
     }
 
     /// Checks against our mempool and the consensus rules, for blocks
-    /// executed outside consensus (committing, syncing).
+    /// executed outside consensus (committing, syncing): signatures this
+    /// node verified before are not verified again.
     fn execute_block(&self, block: Block) -> Result<ExecutedBlock> {
         let ledger = &self.shared.ledger;
         let checks = Checks {
-            verified: &|_, _| false,
+            verified: &|h, s| verified_before(&self.shared, h, s),
             evidence: &|m| check_misbehaviour(ledger, m),
         };
         Ok(ledger.execute_on(&[], block, &checks)?)

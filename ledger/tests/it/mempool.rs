@@ -1,6 +1,6 @@
 //! Mempool admission rules and selection.
 
-use sou_ledger::{AdmitError, InvalidTx, Mempool, MempoolConfig};
+use sou_ledger::{AdmitError, InvalidTx, Mempool, MempoolConfig, RecentlyVerified};
 use sou_types::{Amount, ChainId, Memo, Payload, Payout, Transaction};
 
 use crate::support::*;
@@ -318,8 +318,16 @@ fn admission_in_two_steps_keeps_every_rule() {
         let (hash, len) = tx.hash_and_len();
         vec![(tx, hash, len)]
     };
-    let first = sou_ledger::precheck(hashed(c.tx_nonce(&user, 0, transfer(b, 1))), &c.ledger);
-    let second = sou_ledger::precheck(hashed(c.tx_nonce(&user, 0, transfer(b, 2))), &c.ledger);
+    let first = sou_ledger::precheck(
+        hashed(c.tx_nonce(&user, 0, transfer(b, 1))),
+        &c.ledger,
+        &|_, _| false,
+    );
+    let second = sou_ledger::precheck(
+        hashed(c.tx_nonce(&user, 0, transfer(b, 2))),
+        &c.ledger,
+        &|_, _| false,
+    );
     assert!(m.admit_verified(first, &c.ledger)[0].is_ok());
     assert_eq!(
         m.admit_verified(second, &c.ledger)[0],
@@ -328,7 +336,7 @@ fn admission_in_two_steps_keeps_every_rule() {
 
     let mut forged = c.tx_nonce(&user, 1, transfer(b, 1));
     forged.signature.0[0] ^= 1;
-    let pre = sou_ledger::precheck(hashed(forged), &c.ledger);
+    let pre = sou_ledger::precheck(hashed(forged), &c.ledger, &|_, _| false);
     assert_eq!(
         m.admit_verified(pre, &c.ledger)[0],
         Err(AdmitError::Invalid(InvalidTx::BadSignature))
@@ -342,9 +350,83 @@ fn admission_in_two_steps_keeps_every_rule() {
     assert!(executed.receipts[0].succeeded());
     let mut replay = tx;
     replay.signature.0[0] ^= 1;
-    let pre = sou_ledger::precheck(hashed(replay), &c.ledger);
+    let pre = sou_ledger::precheck(hashed(replay), &c.ledger, &|_, _| false);
     assert!(matches!(
         m.admit_verified(pre, &c.ledger)[0],
         Err(AdmitError::Invalid(InvalidTx::NonceUsed { .. }))
     ));
+}
+
+/// Signatures recorded as verified (executing a block) are not verified
+/// again on admission: the check is asked per (hash, signature), so a copy
+/// whose signature differs from the recorded one is still verified.
+#[test]
+fn precheck_skips_signatures_verified_before() {
+    let c = chain(2);
+    let user = c.user(0).clone_key();
+    let b = c.addr(1);
+    let hashed = |tx: sou_types::SignedTransaction| {
+        let (hash, len) = tx.hash_and_len();
+        vec![(tx, hash, len)]
+    };
+    let good = c.tx_nonce(&user, 0, transfer(b, 1));
+    let mut forged = good.clone();
+    forged.signature.0[0] ^= 1;
+    let hash = good.hash();
+
+    let mut recent = RecentlyVerified::new(4);
+    recent.insert(hash, good.signature);
+    let known = |h: &sou_types::TxHash, s: &sou_types::Signature| recent.contains(h, s);
+    let asked = std::cell::Cell::new(0);
+    let counting = |h: &sou_types::TxHash, s: &sou_types::Signature| {
+        asked.set(asked.get() + 1);
+        known(h, s)
+    };
+
+    // Recorded: let through without a check.
+    let mut m = pool();
+    let pre = sou_ledger::precheck(hashed(good), &c.ledger, &counting);
+    assert_eq!(asked.get(), 1);
+    assert_eq!(m.admit_verified(pre, &c.ledger)[0], Ok(hash));
+
+    // Same hash, another signature: verified, and refused.
+    let mut m = pool();
+    let pre = sou_ledger::precheck(hashed(forged.clone()), &c.ledger, &known);
+    assert_eq!(
+        m.admit_verified(pre, &c.ledger)[0],
+        Err(AdmitError::Invalid(InvalidTx::BadSignature))
+    );
+
+    // What precheck is told it verified is trusted: a forged signature
+    // claimed as verified passes (which is why only the node's own checks
+    // may be recorded).
+    let pre = sou_ledger::precheck(hashed(forged), &c.ledger, &|_, _| true);
+    assert_eq!(m.admit_verified(pre, &c.ledger)[0], Ok(hash));
+}
+
+/// The record of verified signatures is bounded: two generations of at
+/// most `capacity` entries, the older dropped when the newer fills.
+#[test]
+fn recently_verified_is_bounded_and_matches_signatures() {
+    let c = chain(2);
+    let user = c.user(0).clone_key();
+    let b = c.addr(1);
+    let txs: Vec<_> = (0..7)
+        .map(|n| c.tx_nonce(&user, n, transfer(b, 1)))
+        .collect();
+    let mut recent = RecentlyVerified::new(3);
+    assert!(recent.is_empty());
+    for tx in &txs {
+        recent.insert(tx.hash(), tx.signature);
+        assert!(recent.contains(&tx.hash(), &tx.signature));
+        assert!(recent.len() <= 6);
+    }
+    // 7 inserts into generations of 3: the first three are gone (the
+    // generation that held them was dropped), the last four remain.
+    for (i, tx) in txs.iter().enumerate() {
+        assert_eq!(recent.contains(&tx.hash(), &tx.signature), i >= 3, "tx {i}");
+    }
+    let mut other = txs[6].signature;
+    other.0[5] ^= 1;
+    assert!(!recent.contains(&txs[6].hash(), &other));
 }
