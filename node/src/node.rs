@@ -813,32 +813,64 @@ fn spawn_gossip_admission(
         .name("sou-admission".into())
         .spawn(move || {
             lower_admission_priority();
-            while let Ok(m) = rx.recv() {
-                admit_gossiped(&shared, &p2p, m, max_message_bytes);
+            while let Ok(first) = rx.recv() {
+                // Under load, batches queue up while one is verified: the
+                // waiting ones are admitted together, so that signatures
+                // are verified in larger batches (ed25519 batch checks cost
+                // about a third less per signature at 1,024 than at 100).
+                // An idle queue adds no wait.
+                let mut bytes = first.data.len();
+                let mut batches = vec![first];
+                while bytes < ADMISSION_BATCH_BYTES {
+                    let Ok(m) = rx.try_recv() else { break };
+                    bytes += m.data.len();
+                    batches.push(m);
+                }
+                admit_gossiped(&shared, &p2p, batches, max_message_bytes);
             }
         })?;
     Ok(tx)
 }
 
-fn admit_gossiped(shared: &Shared, p2p: &P2p, m: GossipTxs, max_message_bytes: usize) {
-    let Ok(txs) =
-        sou_types::codec::decode_bounded::<Vec<SignedTransaction>>(&m.data, max_message_bytes)
-    else {
-        shared.count_reject(sou_rpc::REASON_MALFORMED, Source::Gossip);
-        p2p.report(m.id, m.source, false);
+/// Bytes of queued gossip batches admitted together at most: about 1,000
+/// transfers.
+const ADMISSION_BATCH_BYTES: usize = 192 * 1024;
+
+/// Admits gossiped batches of transactions together, then tells gossip
+/// whether each batch may be passed on.
+fn admit_gossiped(shared: &Shared, p2p: &P2p, batches: Vec<GossipTxs>, max_message_bytes: usize) {
+    let mut txs = Vec::new();
+    // Each batch's message and its transactions' range in `txs`.
+    let mut spans = Vec::with_capacity(batches.len());
+    for m in batches {
+        match sou_types::codec::decode_bounded::<Vec<SignedTransaction>>(&m.data, max_message_bytes)
+        {
+            Ok(decoded) => {
+                spans.push((m.id, m.source, txs.len()..txs.len() + decoded.len()));
+                txs.extend(decoded);
+            }
+            Err(_) => {
+                shared.count_reject(sou_rpc::REASON_MALFORMED, Source::Gossip);
+                p2p.report(m.id, m.source, false);
+            }
+        }
+    }
+    if spans.is_empty() {
         return;
-    };
+    }
     let results = shared.admit(txs, Source::Gossip);
-    // A forged signature is the sender's fault; a used nonce may just be a
-    // race with a block, and a transaction over this node's own size limit
-    // may be within a peer's.
-    let forged = results.iter().any(|r| {
-        matches!(
-            r,
-            Err(AdmitError::Invalid(sou_ledger::InvalidTx::BadSignature))
-        )
-    });
-    p2p.report(m.id, m.source, !forged);
+    for (id, source, range) in spans {
+        // A forged signature is the sender's fault; a used nonce may just
+        // be a race with a block, and a transaction over this node's own
+        // size limit may be within a peer's.
+        let forged = results[range].iter().any(|r| {
+            matches!(
+                r,
+                Err(AdmitError::Invalid(sou_ledger::InvalidTx::BadSignature))
+            )
+        });
+        p2p.report(id, source, !forged);
+    }
 }
 
 impl Driver {
