@@ -139,8 +139,10 @@ impl Shared {
         let mut results: Vec<Option<Result<TxHash, AdmitError>>> = vec![None; txs.len()];
         let mut ok = Vec::with_capacity(txs.len());
         let mut slots = Vec::with_capacity(txs.len());
+        let mut lens = vec![0; txs.len()];
         for (i, tx) in txs.into_iter().enumerate() {
             let (hash, len) = tx.hash_and_len();
+            lens[i] = len;
             if len > self.max_tx_bytes {
                 results[i] = Some(Err(AdmitError::Invalid(sou_ledger::InvalidTx::TooLarge {
                     len,
@@ -195,7 +197,7 @@ impl Shared {
                     admitted += 1;
                     // What was admitted is in the pool: gossip it from there.
                     if source_of(slot) == Source::Rpc && self.p2p.is_some() {
-                        to_gossip.extend(pool.get(hash).cloned());
+                        to_gossip.extend(pool.get(hash).map(|tx| (tx.clone(), lens[slot])));
                     }
                 }
                 results[slot] = Some(r);
@@ -205,9 +207,25 @@ impl Shared {
             self.admitted.send_modify(|n| *n = n.wrapping_add(admitted));
         }
         if let (Some(p2p), false) = (&self.p2p, to_gossip.is_empty()) {
+            // Clients' batches admitted together can add up to more than a
+            // gossip message may carry: split by size.
+            let mut part: Vec<SignedTransaction> = Vec::new();
+            let mut bytes = 0;
+            for (tx, len) in to_gossip {
+                if !part.is_empty() && bytes + len > GOSSIP_TXS_BYTES {
+                    p2p.publish(
+                        Topic::Transactions,
+                        borsh::to_vec(&part).unwrap_or_default(),
+                    );
+                    part.clear();
+                    bytes = 0;
+                }
+                bytes += len;
+                part.push(tx);
+            }
             p2p.publish(
                 Topic::Transactions,
-                borsh::to_vec(&to_gossip).unwrap_or_default(),
+                borsh::to_vec(&part).unwrap_or_default(),
             );
         }
         results
@@ -822,6 +840,10 @@ struct GossipTxs {
     source: sou_p2p::Peer,
     id: sou_p2p::MessageId,
 }
+
+/// Bytes of transactions in one gossip message at most (well within
+/// `[p2p] max_message_bytes`, whose default is 16 MiB).
+const GOSSIP_TXS_BYTES: usize = 1 << 20;
 
 /// Results of admission, one per transaction, in order.
 type Admitted = Vec<Result<TxHash, AdmitError>>;

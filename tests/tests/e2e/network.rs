@@ -6,6 +6,8 @@ use nix::sys::signal::Signal;
 use serde_json::json;
 use sou_genesis::KeyFile;
 use sou_tests::TestNet;
+
+use crate::helpers::{raw, sign, transfer};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -82,6 +84,57 @@ fn four_validators_agree_on_every_block_and_transfers_reach_every_node() {
     // Every node counts its peers.
     for n in &net.nodes {
         assert_eq!(n.ok("node_status", json!([]))["peerCount"], 3);
+    }
+
+    // A batch sent to a validator with peers is admitted on its admission
+    // thread, together with gossip: still one result per transaction, in
+    // order, and what was admitted reaches every node.
+    let user = KeyFile::read(&net.dir.join("accounts/account-2.json")).unwrap();
+    let tip = net.nodes[1].ok("node_status", json!([]))["latestHeight"]
+        .as_u64()
+        .unwrap();
+    let good: Vec<_> = (0..3)
+        .map(|i| sign(&user, i, tip + 500, transfer(to, 10 + u128::from(i))))
+        .collect();
+    let mut forged = sign(&user, 3, tip + 500, transfer(to, 1));
+    forged.signature.0[7] ^= 1;
+    let mut raws: Vec<String> = good.iter().map(raw).collect();
+    raws.push(raw(&forged));
+    raws.push("0x0102".into());
+    let out = net.nodes[1].ok("tx_sendBatch", json!([raws]));
+    let out = out.as_array().unwrap();
+    assert_eq!(out.len(), 5, "{out:?}");
+    for (r, tx) in out.iter().zip(&good) {
+        assert_eq!(r, &json!({"hash": tx.hash().to_string()}));
+    }
+    assert_eq!(out[3]["error"]["code"], -32003, "{}", out[3]);
+    assert!(
+        out[3]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("invalid signature"),
+        "{}",
+        out[3]
+    );
+    assert_eq!(out[4]["error"]["code"], -32602, "{}", out[4]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for n in &net.nodes {
+        for tx in &good {
+            let hash = tx.hash().to_string();
+            loop {
+                let r = n.ok("tx_getReceipt", json!([hash]));
+                if !r.is_null() {
+                    assert_eq!(r["status"], "success", "{r}");
+                    break;
+                }
+                assert!(Instant::now() < deadline, "{hash} not final on {}", n.rpc);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        assert_eq!(
+            n.ok("account_get", json!([user.address().to_string()]))["nonce"],
+            3
+        );
     }
 }
 
