@@ -256,16 +256,17 @@ impl Backend for Shared {
         let Some(queue) = self.admission.get() else {
             return self.admit(txs, Source::Rpc);
         };
+        // One result per transaction, whatever happens.
+        let n = txs.len();
+        let stopping = || vec![Err(AdmitError::Ledger("node stopping".into())); n];
         let (reply, answer) = std::sync::mpsc::sync_channel(1);
         match queue.send(AdmissionJob::Client { txs, reply }) {
-            Ok(()) => answer
-                .recv()
-                .unwrap_or_else(|_| vec![Err(AdmitError::Ledger("node stopping".into()))]),
+            Ok(()) => answer.recv().unwrap_or_else(|_| stopping()),
             // The admission thread has ended (the node is stopping).
-            Err(std::sync::mpsc::SendError(job)) => match job {
-                AdmissionJob::Client { txs, .. } => self.admit(txs, Source::Rpc),
-                AdmissionJob::Gossip(_) => Vec::new(),
-            },
+            Err(std::sync::mpsc::SendError(AdmissionJob::Client { txs, .. })) => {
+                self.admit(txs, Source::Rpc)
+            }
+            Err(_) => stopping(),
         }
     }
 
