@@ -44,6 +44,7 @@ pub struct Metrics {
     pub slashed: Counter,
     pub proposal_to_finality_seconds: Histogram,
     pub fetched_transactions: Counter,
+    pub block_transactions_unadmitted: Counter,
     pub reconnects: Counter,
     pub fetched_blocks: Counter,
     pub process_cpu_seconds: Gauge<f64, AtomicU64>,
@@ -74,6 +75,7 @@ impl Metrics {
             slashed: Counter::default(),
             proposal_to_finality_seconds: Histogram::new(exponential_buckets(0.005, 1.25, 32)),
             fetched_transactions: Counter::default(),
+            block_transactions_unadmitted: Counter::default(),
             reconnects: Counter::default(),
             fetched_blocks: Counter::default(),
             process_cpu_seconds: Gauge::default(),
@@ -171,6 +173,11 @@ impl Metrics {
             "p2p_fetched_transactions",
             "Transactions fetched from peers to complete compact blocks",
             m.fetched_transactions.clone(),
+        );
+        registry.register(
+            "block_transactions_unadmitted",
+            "Transactions of peers' compact blocks taken from gossip still waiting for admission, instead of fetched",
+            m.block_transactions_unadmitted.clone(),
         );
         registry.register(
             "p2p_reconnects",

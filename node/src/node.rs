@@ -46,6 +46,11 @@ pub struct Shared {
     /// The admission thread's queue, once it runs (a node with peers):
     /// clients' transactions are admitted there too, with the gossiped ones.
     admission: std::sync::OnceLock<std::sync::mpsc::SyncSender<AdmissionJob>>,
+    /// Transactions received by gossip and waiting in the admission queue
+    /// (its gossip jobs carry only their hashes): compact blocks are filled
+    /// from here too, so that transactions a node has received but not yet
+    /// admitted are not fetched from the proposer.
+    received: Mutex<Received>,
     pub events: broadcast::Sender<FinalizedEvent>,
     pub info: Mutex<NodeInfo>,
     pub metrics: Arc<Metrics>,
@@ -97,6 +102,7 @@ impl Shared {
             mempool: Mutex::new(mempool),
             verified: Mutex::new(RecentlyVerified::new(RECENTLY_VERIFIED)),
             admission: std::sync::OnceLock::new(),
+            received: Mutex::new(Received::default()),
             events: broadcast::channel(4096).0,
             info: Mutex::new(NodeInfo::default()),
             metrics,
@@ -126,22 +132,22 @@ impl Shared {
         txs: Vec<SignedTransaction>,
         source: Source,
     ) -> Vec<Result<TxHash, AdmitError>> {
-        self.admit_from(txs, &|_| source)
+        self.admit_from(hashed(txs), &|_| source)
     }
 
-    /// [`Shared::admit`] for transactions from several sources at once
-    /// (`source_of` gives the i-th one's).
+    /// [`Shared::admit`] for transactions (with their hashes and encoded
+    /// lengths) from several sources at once (`source_of` gives the i-th
+    /// one's).
     fn admit_from(
         &self,
-        txs: Vec<SignedTransaction>,
+        txs: Vec<Hashed>,
         source_of: &dyn Fn(usize) -> Source,
     ) -> Vec<Result<TxHash, AdmitError>> {
         let mut results: Vec<Option<Result<TxHash, AdmitError>>> = vec![None; txs.len()];
         let mut ok = Vec::with_capacity(txs.len());
         let mut slots = Vec::with_capacity(txs.len());
         let mut lens = vec![0; txs.len()];
-        for (i, tx) in txs.into_iter().enumerate() {
-            let (hash, len) = tx.hash_and_len();
+        for (i, (tx, hash, len)) in txs.into_iter().enumerate() {
             lens[i] = len;
             if len > self.max_tx_bytes {
                 results[i] = Some(Err(AdmitError::Invalid(sou_ledger::InvalidTx::TooLarge {
@@ -242,6 +248,81 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// The whole block of `compact`, from the mempool and, for what the
+    /// mempool lacks, from transactions received by gossip and still
+    /// waiting for admission; or the hashes found in neither. A waiting
+    /// copy is used only with a valid signature: those not verified before
+    /// are verified here in one batch (and remembered, so that neither
+    /// execution nor admission verifies them again). A forged copy leaves
+    /// its hash lacking, to be fetched.
+    fn fill_compact(
+        &self,
+        compact: &sou_types::CompactBlock,
+    ) -> std::result::Result<Block, Vec<TxHash>> {
+        let first = {
+            let pool = lock(&self.mempool);
+            compact.fill(|h| pool.get(h).cloned())
+        };
+        let lacking = match first {
+            Ok(block) => return Ok(block),
+            Err(lacking) => lacking,
+        };
+        let waiting: Vec<(SignedTransaction, TxHash)> = {
+            let received = lock(&self.received);
+            lacking
+                .iter()
+                .filter_map(|h| received.get(h).map(|tx| (tx.clone(), *h)))
+                .collect()
+        };
+        if waiting.is_empty() {
+            return Err(lacking);
+        }
+        let unchecked: Vec<usize> = {
+            let verified = lock(&self.verified);
+            (0..waiting.len())
+                .filter(|&i| !verified.contains(&waiting[i].1, &waiting[i].0.signature))
+                .collect()
+        };
+        let items: Vec<_> = unchecked
+            .iter()
+            .map(|&i| {
+                let (tx, h) = &waiting[i];
+                (tx.tx.sender.public_key(), *h, tx.signature)
+            })
+            .collect();
+        let mut valid = vec![true; waiting.len()];
+        for (&i, ok) in unchecked
+            .iter()
+            .zip(sou_types::crypto::verify_batch(&items))
+        {
+            valid[i] = ok;
+        }
+        self.metrics
+            .block_signatures_verified
+            .inc_by(unchecked.len() as u64);
+        remember_verified(
+            self,
+            unchecked
+                .iter()
+                .filter(|&&i| valid[i])
+                .map(|&i| (waiting[i].1, waiting[i].0.signature))
+                .collect(),
+        );
+        let found: HashMap<TxHash, SignedTransaction> = waiting
+            .into_iter()
+            .zip(valid)
+            .filter(|(_, ok)| *ok)
+            .map(|((tx, h), _)| (h, tx))
+            .collect();
+        self.metrics
+            .block_transactions_unadmitted
+            .inc_by(found.len() as u64);
+        let pool = lock(&self.mempool);
+        compact.fill(|h| pool.get(h).cloned().or_else(|| found.get(h).cloned()))
+    }
+}
+
 impl Backend for Shared {
     fn ledger(&self) -> &Ledger {
         &self.ledger
@@ -260,11 +341,13 @@ impl Backend for Shared {
         let n = txs.len();
         let stopping = || vec![Err(AdmitError::Ledger("node stopping".into())); n];
         let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        // Hashed here, on the caller's thread, not the admission thread.
+        let txs = hashed(txs);
         match queue.send(AdmissionJob::Client { txs, reply }) {
             Ok(()) => answer.recv().unwrap_or_else(|_| stopping()),
             // The admission thread has ended (the node is stopping).
             Err(std::sync::mpsc::SendError(AdmissionJob::Client { txs, .. })) => {
-                self.admit(txs, Source::Rpc)
+                self.admit_from(txs, &|_| Source::Rpc)
             }
             Err(_) => stopping(),
         }
@@ -835,11 +918,80 @@ fn lower_admission_priority() {
     });
 }
 
-/// A gossip message of transactions, waiting to be admitted.
+/// A transaction with its hash and encoded length.
+type Hashed = (SignedTransaction, TxHash, usize);
+
+fn hashed(txs: Vec<SignedTransaction>) -> Vec<Hashed> {
+    txs.into_iter()
+        .map(|tx| {
+            let (hash, len) = tx.hash_and_len();
+            (tx, hash, len)
+        })
+        .collect()
+}
+
+/// A gossip message of transactions, waiting to be admitted: the
+/// transactions themselves wait in [`Received`].
 struct GossipTxs {
-    data: Vec<u8>,
+    hashes: Vec<TxHash>,
     source: sou_p2p::Peer,
     id: sou_p2p::MessageId,
+}
+
+/// Bytes of transactions waiting in [`Received`] at most: a peer's
+/// message beyond them is ignored, as when the queue is full.
+const RECEIVED_BYTES: usize = 64 << 20;
+
+/// Transactions received by gossip, decoded and hashed as they arrive,
+/// until the admission thread has admitted them (or not): while it
+/// verifies a batch, the batch's transactions are still found here. A hash
+/// that arrives again while its first copy waits keeps the first copy (the
+/// second message's job does not hold it, and does not admit it again).
+#[derive(Default)]
+struct Received {
+    txs: HashMap<TxHash, (SignedTransaction, usize)>,
+    bytes: usize,
+}
+
+impl Received {
+    /// Holds a message's transactions, unless they would exceed
+    /// [`RECEIVED_BYTES`]; returns the hashes of those it now holds.
+    fn hold(&mut self, txs: Vec<Hashed>) -> Option<Vec<TxHash>> {
+        let bytes: usize = txs.iter().map(|t| t.2).sum();
+        if self.bytes + bytes > RECEIVED_BYTES {
+            return None;
+        }
+        let mut held = Vec::with_capacity(txs.len());
+        for (tx, hash, len) in txs {
+            if let std::collections::hash_map::Entry::Vacant(e) = self.txs.entry(hash) {
+                e.insert((tx, len));
+                self.bytes += len;
+                held.push(hash);
+            }
+        }
+        Some(held)
+    }
+
+    /// Copies of the transactions of `hashes` still held.
+    fn copies(&self, hashes: &[TxHash]) -> Vec<Hashed> {
+        hashes
+            .iter()
+            .filter_map(|h| self.txs.get(h).map(|(tx, len)| (tx.clone(), *h, *len)))
+            .collect()
+    }
+
+    /// Lets go of the transactions of `hashes`.
+    fn release(&mut self, hashes: &[TxHash]) {
+        for h in hashes {
+            if let Some((_, len)) = self.txs.remove(h) {
+                self.bytes -= len;
+            }
+        }
+    }
+
+    fn get(&self, hash: &TxHash) -> Option<&SignedTransaction> {
+        self.txs.get(hash).map(|(tx, _)| tx)
+    }
 }
 
 /// Bytes of transactions in one gossip message at most (well within
@@ -855,7 +1007,7 @@ enum AdmissionJob {
     Gossip(GossipTxs),
     /// A client's transactions (over JSON-RPC), and where their results go.
     Client {
-        txs: Vec<SignedTransaction>,
+        txs: Vec<Hashed>,
         reply: std::sync::mpsc::SyncSender<Admitted>,
     },
 }
@@ -886,7 +1038,6 @@ const REASON_BUSY: &str = "busy";
 fn spawn_admission(
     shared: &Arc<Shared>,
     p2p: P2p,
-    max_message_bytes: usize,
 ) -> Result<std::sync::mpsc::SyncSender<AdmissionJob>> {
     let (tx, rx) = std::sync::mpsc::sync_channel::<AdmissionJob>(ADMISSION_QUEUE);
     let weak = Arc::downgrade(shared);
@@ -899,10 +1050,10 @@ fn spawn_admission(
                     break;
                 };
                 let mut batch = AdmissionBatch::default();
-                batch.add(first, &shared, &p2p, max_message_bytes);
+                batch.add(first, &shared);
                 while batch.txs.len() < ADMISSION_BATCH_TXS {
                     let Ok(job) = rx.try_recv() else { break };
-                    batch.add(job, &shared, &p2p, max_message_bytes);
+                    batch.add(job, &shared);
                 }
                 batch.admit(&shared, &p2p);
             }
@@ -919,27 +1070,22 @@ enum Origin {
 /// Jobs taken from the admission queue, admitted in one call.
 #[derive(Default)]
 struct AdmissionBatch {
-    txs: Vec<SignedTransaction>,
+    txs: Vec<Hashed>,
     sources: Vec<Source>,
     /// Each job's origin and how many transactions it added, in order.
     runs: Vec<(Origin, usize)>,
+    /// Hashes of the gossiped transactions, held in [`Received`] until
+    /// they are admitted.
+    held: Vec<TxHash>,
 }
 
 impl AdmissionBatch {
-    fn add(&mut self, job: AdmissionJob, shared: &Shared, p2p: &P2p, max_message_bytes: usize) {
+    fn add(&mut self, job: AdmissionJob, shared: &Shared) {
         let (origin, source, txs) = match job {
             AdmissionJob::Gossip(m) => {
-                match sou_types::codec::decode_bounded::<Vec<SignedTransaction>>(
-                    &m.data,
-                    max_message_bytes,
-                ) {
-                    Ok(txs) => (Origin::Peer(m.id, m.source), Source::Gossip, txs),
-                    Err(_) => {
-                        shared.count_reject(sou_rpc::REASON_MALFORMED, Source::Gossip);
-                        p2p.report(m.id, m.source, false);
-                        return;
-                    }
-                }
+                let txs = lock(&shared.received).copies(&m.hashes);
+                self.held.extend(m.hashes);
+                (Origin::Peer(m.id, m.source), Source::Gossip, txs)
             }
             AdmissionJob::Client { txs, reply } => (Origin::Client(reply), Source::Rpc, txs),
         };
@@ -953,6 +1099,7 @@ impl AdmissionBatch {
     fn admit(self, shared: &Shared, p2p: &P2p) {
         let sources = self.sources;
         let mut results = shared.admit_from(self.txs, &|i| sources[i]).into_iter();
+        lock(&shared.received).release(&self.held);
         for (origin, n) in self.runs {
             let part: Admitted = results.by_ref().take(n).collect();
             match origin {
@@ -1395,13 +1542,9 @@ impl Driver {
                     && self.bodies.len() < MAX_HELD_BODIES
                     && !self.bodies.contains_key(&hash)
                 {
-                    // Fill it from the mempool; fetch the whole block from
-                    // a peer if some transactions never reached us.
-                    let filled = {
-                        let pool = lock(&self.shared.mempool);
-                        compact.fill(|h| pool.get(h).cloned())
-                    };
-                    match filled {
+                    // Fill it from what this node received; fetch from a
+                    // peer the transactions that never reached us.
+                    match self.shared.fill_compact(&compact) {
                         Ok(block) => {
                             self.missing.remove(&hash);
                             self.bodies.insert(hash, block);
@@ -1440,23 +1583,43 @@ impl Driver {
                 }
             }
             Topic::Transactions => {
-                // Admitted on their own thread (see `spawn_admission`).
-                let batch = AdmissionJob::Gossip(GossipTxs {
-                    data: data.to_vec(),
+                // Decoded and hashed here, held where compact blocks are
+                // filled from, and admitted on their own thread (see
+                // `spawn_admission`).
+                let Ok(txs) = sou_types::codec::decode_bounded::<Vec<SignedTransaction>>(
+                    data,
+                    self.cfg.p2p.max_message_bytes,
+                ) else {
+                    self.shared
+                        .count_reject(sou_rpc::REASON_MALFORMED, Source::Gossip);
+                    p2p.report(id, source, false);
+                    return Ok(());
+                };
+                let mut job = GossipTxs {
+                    hashes: Vec::new(),
                     source,
                     id,
-                });
-                use std::sync::mpsc::TrySendError;
-                let refused = match &self.admission {
-                    Some(a) => a.try_send(batch).err().map(|e| match e {
-                        TrySendError::Full(b) | TrySendError::Disconnected(b) => b,
-                    }),
-                    None => Some(batch),
                 };
-                if let Some(AdmissionJob::Gossip(b)) = refused {
-                    self.shared.count_reject(REASON_BUSY, Source::Gossip);
-                    p2p.ignore(b.id, b.source);
+                if let Some(queue) = &self.admission {
+                    let txs = hashed(txs);
+                    let held = lock(&self.shared.received).hold(txs);
+                    if let Some(hashes) = held {
+                        job.hashes = hashes;
+                        use std::sync::mpsc::TrySendError;
+                        match queue.try_send(AdmissionJob::Gossip(job)) {
+                            Ok(()) => return Ok(()),
+                            Err(
+                                TrySendError::Full(AdmissionJob::Gossip(j))
+                                | TrySendError::Disconnected(AdmissionJob::Gossip(j)),
+                            ) => job = j,
+                            Err(_) => return Ok(()),
+                        }
+                    }
                 }
+                // Not queued: the peer's message is left alone.
+                lock(&self.shared.received).release(&job.hashes);
+                self.shared.count_reject(REASON_BUSY, Source::Gossip);
+                p2p.ignore(job.id, job.source);
             }
         }
         Ok(())
@@ -1911,7 +2074,7 @@ pub async fn start(home: &Path) -> Result<()> {
         proposed_at: HashMap::new(),
         admission: p2p
             .clone()
-            .map(|p| spawn_admission(&shared, p, cfg.p2p.max_message_bytes))
+            .map(|p| spawn_admission(&shared, p))
             .transpose()?,
         p2p,
         need_sync: false,
@@ -2181,6 +2344,73 @@ mod tests {
                 "order {i}: (verified, reused)"
             );
         }
+    }
+
+    #[test]
+    fn a_compact_block_is_filled_from_transactions_waiting_for_admission() {
+        let f = fixture(16 * 1024);
+        let admitted = transfer(&f, 0, 0);
+        let waiting = transfer(&f, 1, 0);
+        let unknown = transfer(&f, 0, 1);
+        assert!(f.shared.admit(vec![admitted.clone()], Source::Rpc)[0].is_ok());
+        let held = lock(&f.shared.received)
+            .hold(hashed(vec![waiting.clone()]))
+            .unwrap();
+        assert_eq!(held, vec![waiting.hash()]);
+        // Held again (a second message with it), it is not held twice.
+        assert_eq!(
+            lock(&f.shared.received).hold(hashed(vec![waiting.clone()])),
+            Some(vec![])
+        );
+        let block = block_of(&f, vec![admitted.clone(), waiting]);
+        let filled = f.shared.fill_compact(&block.compact()).unwrap();
+        assert_eq!(filled, block);
+        let m = &f.shared.metrics;
+        assert_eq!(m.block_transactions_unadmitted.get(), 1);
+        assert_eq!(counts(&f), (1, 0), "(verified, reused)");
+        // Its signature was verified filling the block: executing the
+        // block verifies nothing again.
+        execute_proposal(&f.shared, &[], filled).unwrap();
+        assert_eq!(counts(&f), (1, 2), "(verified, reused)");
+        // What is neither admitted nor waiting is lacking, to be fetched.
+        let with_unknown = block_of(&f, vec![admitted, unknown.clone()]);
+        assert_eq!(
+            f.shared.fill_compact(&with_unknown.compact()),
+            Err(vec![unknown.hash()])
+        );
+        // Once admitted (or refused), a waiting transaction is let go.
+        lock(&f.shared.received).release(&held);
+        assert_eq!(lock(&f.shared.received).bytes, 0);
+        assert!(lock(&f.shared.received).copies(&held).is_empty());
+    }
+
+    #[test]
+    fn a_forged_copy_waiting_for_admission_is_not_used_to_fill_a_block() {
+        let f = fixture(16 * 1024);
+        let genuine = transfer(&f, 0, 0);
+        let mut forged = genuine.clone();
+        forged.signature.0[5] ^= 1;
+        assert_eq!(forged.hash(), genuine.hash());
+        lock(&f.shared.received).hold(hashed(vec![forged])).unwrap();
+        let block = block_of(&f, vec![genuine.clone()]);
+        // The forged copy is checked and left out: the hash is fetched.
+        assert_eq!(
+            f.shared.fill_compact(&block.compact()),
+            Err(vec![genuine.hash()])
+        );
+        assert_eq!(f.shared.metrics.block_transactions_unadmitted.get(), 0);
+        assert_eq!(counts(&f), (1, 0), "(verified, reused)");
+    }
+
+    #[test]
+    fn transactions_waiting_for_admission_are_bounded_in_bytes() {
+        let f = fixture(16 * 1024);
+        let mut received = lock(&f.shared.received);
+        received.bytes = RECEIVED_BYTES - 10;
+        let tx = hashed(vec![transfer(&f, 0, 0)]);
+        assert!(tx[0].2 > 10);
+        assert_eq!(received.hold(tx), None);
+        assert!(received.txs.is_empty());
     }
 
     #[test]
