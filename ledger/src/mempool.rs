@@ -15,6 +15,7 @@ use sou_types::{Address, Amount, Payload, SignedTransaction, Symbol, TxHash};
 use crate::error::InvalidTx;
 use crate::exec::{check_static, Candidate};
 use crate::ledger::Ledger;
+use crate::state::Account;
 use crate::Result;
 
 /// Limits of the mempool, set in the node's config.
@@ -178,6 +179,11 @@ pub struct Prechecked {
     results: Vec<Result<TxHash, AdmitError>>,
     /// (position, transaction, hash, encoded length) of those let through.
     candidates: Vec<(usize, SignedTransaction, TxHash, usize)>,
+    /// The height the accounts below were read for (the tip's next).
+    height: u64,
+    /// The senders' accounts as read then: `admit_verified` uses them
+    /// instead of reading them again if no block was committed since.
+    accounts: HashMap<Address, Account>,
 }
 
 /// The expensive half of admission, which needs no pool and so runs
@@ -196,17 +202,27 @@ pub fn precheck(
     let p = ledger.params();
     let mut results = Vec::with_capacity(txs.len());
     let mut candidates = Vec::with_capacity(txs.len());
+    let mut accounts: HashMap<Address, Account> = HashMap::default();
     for (i, (tx, hash, len)) in txs.into_iter().enumerate() {
         let refused = check_static(&tx, len, p, ledger.chain_id(), height)
             .map_err(AdmitError::from)
             .and_then(|()| {
-                let acc = ledger
-                    .account(&tx.tx.sender)
-                    .map_err(|e| AdmitError::Ledger(e.to_string()))?;
-                if tx.tx.nonce < acc.nonce {
+                let sender = tx.tx.sender;
+                let nonce = match accounts.get(&sender) {
+                    Some(acc) => acc.nonce,
+                    None => {
+                        let acc = ledger
+                            .account(&sender)
+                            .map_err(|e| AdmitError::Ledger(e.to_string()))?;
+                        let nonce = acc.nonce;
+                        accounts.insert(sender, acc);
+                        nonce
+                    }
+                };
+                if tx.tx.nonce < nonce {
                     return Err(InvalidTx::NonceUsed {
                         got: tx.tx.nonce,
-                        expected: acc.nonce,
+                        expected: nonce,
                     }
                     .into());
                 }
@@ -246,6 +262,8 @@ pub fn precheck(
     Prechecked {
         results,
         candidates: passed,
+        height,
+        accounts,
     }
 }
 
@@ -373,7 +391,15 @@ impl Mempool {
         let Prechecked {
             mut results,
             candidates,
+            height: read_for,
+            accounts,
         } = pre;
+        // Accounts read before a commit are read again.
+        let accounts = if read_for == height {
+            accounts
+        } else {
+            HashMap::default()
+        };
         let p = ledger.params();
         self.fee = Some((p.fee_asset, p.tx_fee));
         let mut seen = HashSet::default();
@@ -388,6 +414,7 @@ impl Mempool {
                 len,
                 height,
                 ledger,
+                &accounts,
                 &mut seen,
                 &mut pending_spend,
                 &mut pending_nonces,
@@ -470,6 +497,7 @@ impl Mempool {
         len: usize,
         height: u64,
         ledger: &Ledger,
+        accounts: &HashMap<Address, Account>,
         seen: &mut HashSet<TxHash>,
         pending_spend: &mut HashMap<(Address, Symbol), u128>,
         pending_nonces: &mut HashMap<Address, HashSet<u64>>,
@@ -489,9 +517,16 @@ impl Mempool {
             .into());
         }
         let sender = tx.tx.sender;
-        let acc = ledger
-            .account(&sender)
-            .map_err(|e| AdmitError::Ledger(e.to_string()))?;
+        let read;
+        let acc = match accounts.get(&sender) {
+            Some(acc) => acc,
+            None => {
+                read = ledger
+                    .account(&sender)
+                    .map_err(|e| AdmitError::Ledger(e.to_string()))?;
+                &read
+            }
+        };
         let nonce = tx.tx.nonce;
         if nonce < acc.nonce {
             return Err(InvalidTx::NonceUsed {

@@ -357,6 +357,38 @@ fn admission_in_two_steps_keeps_every_rule() {
     ));
 }
 
+/// The accounts `precheck` read are not trusted across a commit: a
+/// transaction prechecked before a block used its nonce is refused by
+/// `admit_verified`, which reads the account again.
+#[test]
+fn admission_reads_accounts_again_after_a_commit() {
+    let mut c = chain(2);
+    let user = c.user(0).clone_key();
+    let b = c.addr(1);
+    let mut m = pool();
+    let hashed = |tx: sou_types::SignedTransaction| {
+        let (hash, len) = tx.hash_and_len();
+        vec![(tx, hash, len)]
+    };
+    let late = c.tx_nonce(&user, 0, transfer(b, 2));
+    let pre = sou_ledger::precheck(hashed(late), &c.ledger, &|_, _| false);
+    let first = c.tx_nonce(&user, 0, transfer(b, 1));
+    let (executed, _) = c.block(vec![first]);
+    assert!(executed.receipts[0].succeeded());
+    assert!(matches!(
+        m.admit_verified(pre, &c.ledger)[0],
+        Err(AdmitError::Invalid(InvalidTx::NonceUsed {
+            got: 0,
+            expected: 1
+        }))
+    ));
+    assert_eq!(m.len(), 0);
+    // With no commit between the two steps, the next nonce is admitted.
+    let next = c.tx_nonce(&user, 1, transfer(b, 2));
+    let pre = sou_ledger::precheck(hashed(next), &c.ledger, &|_, _| false);
+    assert!(m.admit_verified(pre, &c.ledger)[0].is_ok());
+}
+
 /// Signatures recorded as verified (executing a block) are not verified
 /// again on admission: the check is asked per (hash, signature), so a copy
 /// whose signature differs from the recorded one is still verified.
