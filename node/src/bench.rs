@@ -532,14 +532,42 @@ fn progress(start: Instant, sent: usize, total: usize, finalized: usize, duratio
     );
 }
 
+/// How long a node that is behind (catching up by sync) is given to reach
+/// the last counted block before the self-check fails.
+const CATCH_UP_SECS: u64 = 60;
+
 /// The self-check: every counted block has the same hash on every node;
-/// counted transfers' receipts (failed or not) come from node 0.
+/// counted transfers' receipts (failed or not) come from node 0. A node
+/// still catching up is waited for (at most [`CATCH_UP_SECS`]): a block it
+/// does not have yet is not a different block.
 async fn check_blocks(clients: &[HttpClient], blocks: &[(u64, String)]) -> Result<()> {
-    for c in &clients[1..] {
+    let Some(last) = blocks.iter().map(|(h, _)| *h).max() else {
+        return Ok(());
+    };
+    for (i, c) in clients.iter().enumerate().skip(1) {
+        let deadline = Instant::now() + Duration::from_secs(CATCH_UP_SECS);
+        loop {
+            let st = call(c, "node_status", rpc_params![]).await?;
+            let height = st["finalizedHeight"].as_u64().unwrap_or(0);
+            if height >= last {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "self-check: node {i} is at height {height}, behind block {last}, \
+                     after {CATCH_UP_SECS} s"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         for (height, hash) in blocks {
             let b = call(c, "chain_getBlockByNumber", rpc_params![*height, false]).await?;
             if b["hash"].as_str() != Some(hash.as_str()) {
-                bail!("self-check: block {height} differs between nodes");
+                bail!(
+                    "self-check: block {height} differs between nodes: {hash} on node 0, \
+                     {} on node {i}",
+                    b["hash"]
+                );
             }
         }
     }
