@@ -934,6 +934,8 @@ fn hashed(txs: Vec<SignedTransaction>) -> Vec<Hashed> {
 /// transactions themselves wait in [`Received`].
 struct GossipTxs {
     hashes: Vec<TxHash>,
+    /// Those not held (see [`Received::hold`]).
+    unheld: Vec<Hashed>,
     source: sou_p2p::Peer,
     id: sou_p2p::MessageId,
 }
@@ -955,21 +957,32 @@ struct Received {
 
 impl Received {
     /// Holds a message's transactions, unless they would exceed
-    /// [`RECEIVED_BYTES`]; returns the hashes of those it now holds.
-    fn hold(&mut self, txs: Vec<Hashed>) -> Option<Vec<TxHash>> {
+    /// [`RECEIVED_BYTES`]; returns the hashes of those it now holds, and
+    /// the transactions it could not hold because another copy with the
+    /// same hash but another signature is held (the hash does not cover
+    /// the signature, and a forged copy must not crowd out a valid one).
+    fn hold(&mut self, txs: Vec<Hashed>) -> Option<(Vec<TxHash>, Vec<Hashed>)> {
         let bytes: usize = txs.iter().map(|t| t.2).sum();
         if self.bytes + bytes > RECEIVED_BYTES {
             return None;
         }
         let mut held = Vec::with_capacity(txs.len());
+        let mut other = Vec::new();
         for (tx, hash, len) in txs {
-            if let std::collections::hash_map::Entry::Vacant(e) = self.txs.entry(hash) {
-                e.insert((tx, len));
-                self.bytes += len;
-                held.push(hash);
+            match self.txs.entry(hash) {
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert((tx, len));
+                    self.bytes += len;
+                    held.push(hash);
+                }
+                std::collections::hash_map::Entry::Occupied(e) => {
+                    if e.get().0.signature != tx.signature {
+                        other.push((tx, hash, len));
+                    }
+                }
             }
         }
-        Some(held)
+        Some((held, other))
     }
 
     /// Copies of the transactions of `hashes` still held.
@@ -1083,7 +1096,8 @@ impl AdmissionBatch {
     fn add(&mut self, job: AdmissionJob, shared: &Shared) {
         let (origin, source, txs) = match job {
             AdmissionJob::Gossip(m) => {
-                let txs = lock(&shared.received).copies(&m.hashes);
+                let mut txs = lock(&shared.received).copies(&m.hashes);
+                txs.extend(m.unheld);
                 self.held.extend(m.hashes);
                 (Origin::Peer(m.id, m.source), Source::Gossip, txs)
             }
@@ -1597,14 +1611,16 @@ impl Driver {
                 };
                 let mut job = GossipTxs {
                     hashes: Vec::new(),
+                    unheld: Vec::new(),
                     source,
                     id,
                 };
                 if let Some(queue) = &self.admission {
                     let txs = hashed(txs);
                     let held = lock(&self.shared.received).hold(txs);
-                    if let Some(hashes) = held {
+                    if let Some((hashes, unheld)) = held {
                         job.hashes = hashes;
+                        job.unheld = unheld;
                         use std::sync::mpsc::TrySendError;
                         match queue.try_send(AdmissionJob::Gossip(job)) {
                             Ok(()) => return Ok(()),
@@ -2353,14 +2369,15 @@ mod tests {
         let waiting = transfer(&f, 1, 0);
         let unknown = transfer(&f, 0, 1);
         assert!(f.shared.admit(vec![admitted.clone()], Source::Rpc)[0].is_ok());
-        let held = lock(&f.shared.received)
+        let (held, unheld) = lock(&f.shared.received)
             .hold(hashed(vec![waiting.clone()]))
             .unwrap();
         assert_eq!(held, vec![waiting.hash()]);
+        assert!(unheld.is_empty());
         // Held again (a second message with it), it is not held twice.
         assert_eq!(
             lock(&f.shared.received).hold(hashed(vec![waiting.clone()])),
-            Some(vec![])
+            Some((vec![], vec![]))
         );
         let block = block_of(&f, vec![admitted.clone(), waiting]);
         let filled = f.shared.fill_compact(&block.compact()).unwrap();
@@ -2392,6 +2409,14 @@ mod tests {
         forged.signature.0[5] ^= 1;
         assert_eq!(forged.hash(), genuine.hash());
         lock(&f.shared.received).hold(hashed(vec![forged])).unwrap();
+        // The genuine copy, arriving after the forged one, is not held but
+        // handed to admission with its message, not dropped as a duplicate.
+        let (held, unheld) = lock(&f.shared.received)
+            .hold(hashed(vec![genuine.clone()]))
+            .unwrap();
+        assert!(held.is_empty());
+        assert_eq!(unheld.len(), 1);
+        assert_eq!(unheld[0].0, genuine);
         let block = block_of(&f, vec![genuine.clone()]);
         // The forged copy is checked and left out: the hash is fetched.
         assert_eq!(
