@@ -14,6 +14,14 @@ fn pool() -> Mempool {
     })
 }
 
+/// One transaction as `precheck` takes it: with its hash and length.
+fn hashed(
+    tx: sou_types::SignedTransaction,
+) -> Vec<(sou_types::SignedTransaction, sou_types::TxHash, usize)> {
+    let (hash, len) = tx.hash_and_len();
+    vec![(tx, hash, len)]
+}
+
 #[test]
 fn admits_valid_transactions_and_names_each_refusal() {
     let mut p = params();
@@ -314,10 +322,6 @@ fn admission_in_two_steps_keeps_every_rule() {
     let user = c.user(0).clone_key();
     let b = c.addr(1);
     let mut m = pool();
-    let hashed = |tx: sou_types::SignedTransaction| {
-        let (hash, len) = tx.hash_and_len();
-        vec![(tx, hash, len)]
-    };
     let first = sou_ledger::precheck(
         hashed(c.tx_nonce(&user, 0, transfer(b, 1))),
         &c.ledger,
@@ -366,10 +370,6 @@ fn admission_reads_accounts_again_after_a_commit() {
     let user = c.user(0).clone_key();
     let b = c.addr(1);
     let mut m = pool();
-    let hashed = |tx: sou_types::SignedTransaction| {
-        let (hash, len) = tx.hash_and_len();
-        vec![(tx, hash, len)]
-    };
     let late = c.tx_nonce(&user, 0, transfer(b, 2));
     let pre = sou_ledger::precheck(hashed(late), &c.ledger, &|_, _| false);
     let first = c.tx_nonce(&user, 0, transfer(b, 1));
@@ -397,10 +397,6 @@ fn precheck_skips_signatures_verified_before() {
     let c = chain(2);
     let user = c.user(0).clone_key();
     let b = c.addr(1);
-    let hashed = |tx: sou_types::SignedTransaction| {
-        let (hash, len) = tx.hash_and_len();
-        vec![(tx, hash, len)]
-    };
     let good = c.tx_nonce(&user, 0, transfer(b, 1));
     let mut forged = good.clone();
     forged.signature.0[0] ^= 1;
