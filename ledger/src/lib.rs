@@ -35,7 +35,9 @@ pub use exec::{
     Applied, BlockContext, BlockExecutor, Candidate, ExecutedBlock, OnInvalid, MAX_BLOCK_EVIDENCE,
 };
 pub use ledger::{Checks, GenesisAsset, GenesisState, GenesisValidator, Ledger};
-pub use mempool::{precheck, AdmitError, Mempool, MempoolConfig, Prechecked, RecentlyVerified};
+pub use mempool::{
+    precheck, verify_unless_known, AdmitError, Mempool, MempoolConfig, Prechecked, RecentlyVerified,
+};
 pub use params::Params;
 pub use receipt::{Receipt, TxStatus};
 pub use store::{HistoryCursor, StateReader, Store, Tip, TxRecord};

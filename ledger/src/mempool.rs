@@ -186,6 +186,30 @@ pub struct Prechecked {
     accounts: HashMap<Address, Account>,
 }
 
+/// Verifies, in one batch, the signatures of `txs` (with their hashes)
+/// that `known` does not say were verified before. For each: `None` if it
+/// was known, else whether its signature is valid.
+pub fn verify_unless_known(
+    txs: &[(&SignedTransaction, TxHash)],
+    known: &dyn Fn(&TxHash, &Signature) -> bool,
+) -> Vec<Option<bool>> {
+    let unchecked: Vec<usize> = (0..txs.len())
+        .filter(|&i| !known(&txs[i].1, &txs[i].0.signature))
+        .collect();
+    let items: Vec<_> = unchecked
+        .iter()
+        .map(|&i| {
+            let (tx, h) = txs[i];
+            (tx.tx.sender.public_key(), h, tx.signature)
+        })
+        .collect();
+    let mut out = vec![None; txs.len()];
+    for (&i, ok) in unchecked.iter().zip(verify_batch(&items)) {
+        out[i] = Some(ok);
+    }
+    out
+}
+
 /// The expensive half of admission, which needs no pool and so runs
 /// without its lock: a node verifying a batch of signatures does not hold
 /// up block building and execution, which need the pool too. The nonce is
@@ -208,15 +232,13 @@ pub fn precheck(
             .map_err(AdmitError::from)
             .and_then(|()| {
                 let sender = tx.tx.sender;
-                let nonce = match accounts.get(&sender) {
-                    Some(acc) => acc.nonce,
-                    None => {
+                let nonce = match accounts.entry(sender) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.get().nonce,
+                    std::collections::hash_map::Entry::Vacant(e) => {
                         let acc = ledger
                             .account(&sender)
                             .map_err(|e| AdmitError::Ledger(e.to_string()))?;
-                        let nonce = acc.nonce;
-                        accounts.insert(sender, acc);
-                        nonce
+                        e.insert(acc).nonce
                     }
                 };
                 if tx.tx.nonce < nonce {
@@ -237,20 +259,12 @@ pub fn precheck(
             Err(e) => results.push(Err(e)),
         }
     }
-    let unchecked: Vec<usize> = (0..candidates.len())
-        .filter(|&i| !verified(&candidates[i].2, &candidates[i].1.signature))
+    let refs: Vec<(&SignedTransaction, TxHash)> =
+        candidates.iter().map(|(_, tx, h, _)| (tx, *h)).collect();
+    let valid: Vec<bool> = verify_unless_known(&refs, verified)
+        .into_iter()
+        .map(|v| v != Some(false))
         .collect();
-    let items: Vec<_> = unchecked
-        .iter()
-        .map(|&i| {
-            let (_, tx, h, _) = &candidates[i];
-            (tx.tx.sender.public_key(), *h, tx.signature)
-        })
-        .collect();
-    let mut valid = vec![true; candidates.len()];
-    for (&i, ok) in unchecked.iter().zip(verify_batch(&items)) {
-        valid[i] = ok;
-    }
     let mut passed = Vec::with_capacity(candidates.len());
     for (c, ok) in candidates.into_iter().zip(valid) {
         if ok {

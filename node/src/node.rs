@@ -262,7 +262,7 @@ impl Shared {
     ) -> std::result::Result<Block, Vec<TxHash>> {
         let first = {
             let pool = lock(&self.mempool);
-            compact.fill(|h| pool.get(h).cloned())
+            compact.fill(|h| pool.get(h))
         };
         let lacking = match first {
             Ok(block) => return Ok(block),
@@ -278,48 +278,32 @@ impl Shared {
         if waiting.is_empty() {
             return Err(lacking);
         }
-        let unchecked: Vec<usize> = {
-            let verified = lock(&self.verified);
-            (0..waiting.len())
-                .filter(|&i| !verified.contains(&waiting[i].1, &waiting[i].0.signature))
-                .collect()
-        };
-        let items: Vec<_> = unchecked
-            .iter()
-            .map(|&i| {
-                let (tx, h) = &waiting[i];
-                (tx.tx.sender.public_key(), *h, tx.signature)
-            })
-            .collect();
-        let mut valid = vec![true; waiting.len()];
-        for (&i, ok) in unchecked
-            .iter()
-            .zip(sou_types::crypto::verify_batch(&items))
-        {
-            valid[i] = ok;
-        }
+        let refs: Vec<(&SignedTransaction, TxHash)> =
+            waiting.iter().map(|(tx, h)| (tx, *h)).collect();
+        let checked =
+            sou_ledger::verify_unless_known(&refs, &|h, s| lock(&self.verified).contains(h, s));
         self.metrics
             .block_signatures_verified
-            .inc_by(unchecked.len() as u64);
+            .inc_by(checked.iter().filter(|c| c.is_some()).count() as u64);
         remember_verified(
             self,
-            unchecked
-                .iter()
-                .filter(|&&i| valid[i])
-                .map(|&i| (waiting[i].1, waiting[i].0.signature))
+            refs.iter()
+                .zip(&checked)
+                .filter(|(_, c)| **c == Some(true))
+                .map(|((tx, h), _)| (*h, tx.signature))
                 .collect(),
         );
         let found: HashMap<TxHash, SignedTransaction> = waiting
             .into_iter()
-            .zip(valid)
-            .filter(|(_, ok)| *ok)
+            .zip(checked)
+            .filter(|(_, c)| *c != Some(false))
             .map(|((tx, h), _)| (h, tx))
             .collect();
         self.metrics
             .block_transactions_unadmitted
             .inc_by(found.len() as u64);
         let pool = lock(&self.mempool);
-        compact.fill(|h| pool.get(h).cloned().or_else(|| found.get(h).cloned()))
+        compact.fill(|h| pool.get(h).or_else(|| found.get(h)))
     }
 }
 
@@ -946,9 +930,10 @@ const RECEIVED_BYTES: usize = 64 << 20;
 
 /// Transactions received by gossip, decoded and hashed as they arrive,
 /// until the admission thread has admitted them (or not): while it
-/// verifies a batch, the batch's transactions are still found here. A hash
-/// that arrives again while its first copy waits keeps the first copy (the
-/// second message's job does not hold it, and does not admit it again).
+/// verifies a batch, the batch's transactions are still found here. An
+/// identical copy that arrives while the first waits is neither held nor
+/// admitted again; a copy with another signature goes with its own
+/// message's job (see [`Received::hold`]).
 #[derive(Default)]
 struct Received {
     txs: HashMap<TxHash, (SignedTransaction, usize)>,
@@ -1803,7 +1788,7 @@ impl Driver {
                 };
                 let filled = {
                     let pool = lock(&self.shared.mempool);
-                    compact.fill(|h| pool.get(h).cloned().or_else(|| fetched.get(h).cloned()))
+                    compact.fill(|h| pool.get(h).or_else(|| fetched.get(h)))
                 };
                 match filled {
                     Ok(block) => {

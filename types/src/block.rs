@@ -82,17 +82,16 @@ impl CompactBlock {
     }
 
     /// The whole block, with transactions from `lookup`; or the hashes it
-    /// could not find.
-    pub fn fill(
+    /// could not find. Transactions are copied only when all are found.
+    pub fn fill<'a>(
         &self,
-        lookup: impl Fn(&TxHash) -> Option<SignedTransaction>,
+        lookup: impl Fn(&TxHash) -> Option<&'a SignedTransaction>,
     ) -> std::result::Result<Block, Vec<TxHash>> {
-        let mut transactions = Vec::with_capacity(self.tx_hashes.len());
+        let mut found = Vec::with_capacity(self.tx_hashes.len());
         let mut missing = Vec::new();
         for h in &self.tx_hashes {
             match lookup(h) {
-                Some(tx) if missing.is_empty() => transactions.push(tx),
-                Some(_) => {}
+                Some(tx) => found.push(tx),
                 None => missing.push(*h),
             }
         }
@@ -101,7 +100,7 @@ impl CompactBlock {
         }
         Ok(Block {
             header: self.header.clone(),
-            transactions,
+            transactions: found.into_iter().cloned().collect(),
             evidence: self.evidence.clone(),
         })
     }
@@ -276,7 +275,7 @@ mod tests {
             prop_assert!(back.roots_match());
             let pool: std::collections::HashMap<TxHash, SignedTransaction> =
                 b.transactions.iter().map(|t| (t.hash(), t.clone())).collect();
-            prop_assert_eq!(back.fill(|h| pool.get(h).cloned()).unwrap(), b);
+            prop_assert_eq!(back.fill(|h| pool.get(h)).unwrap(), b);
         }
 
         #[test]
@@ -434,13 +433,9 @@ mod tests {
         assert_eq!(c.hash(), b.hash());
         let pool: std::collections::HashMap<TxHash, SignedTransaction> =
             txs.iter().map(|t| (t.hash(), t.clone())).collect();
-        assert_eq!(c.fill(|h| pool.get(h).cloned()).unwrap(), b);
+        assert_eq!(c.fill(|h| pool.get(h)).unwrap(), b);
         let missing = c
-            .fill(|h| {
-                (*h != txs[1].hash())
-                    .then(|| pool.get(h).cloned())
-                    .flatten()
-            })
+            .fill(|h| (*h != txs[1].hash()).then(|| pool.get(h)).flatten())
             .unwrap_err();
         assert_eq!(missing, vec![txs[1].hash()]);
         let mut forged = c;
