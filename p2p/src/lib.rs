@@ -5,8 +5,8 @@
 //!
 //! It moves bytes and decides nothing: every gossip message is handed to
 //! the node, which decodes and checks it and reports back whether it is
-//! valid. Only valid messages are forwarded; invalid ones lower the
-//! sender's gossipsub score, and a peer that keeps sending them is
+//! valid. Only valid messages are forwarded; invalid ones count against
+//! the peer that sent them, and a peer that keeps sending them is
 //! disconnected and refused for a while.
 
 use std::collections::{HashMap, HashSet};
@@ -128,6 +128,23 @@ impl P2pConfig {
     }
 }
 
+/// A gossip message's id: 16 bytes of a hash of its author and sequence
+/// number (gossipsub's default spells both out in base58 and decimal,
+/// about 75 bytes, and every IHAVE and IDONTWANT lists ids). The author
+/// and a random sequence number make a message sent again, with the same
+/// bytes, a new message, not a duplicate.
+fn message_id(m: &gossipsub::Message) -> MessageId {
+    let mut h = blake3::Hasher::new();
+    if let Some(author) = &m.source {
+        h.update(&author.to_bytes());
+    }
+    match m.sequence_number {
+        Some(n) => h.update(&n.to_be_bytes()),
+        None => h.update(&m.data),
+    };
+    MessageId::from(&h.finalize().as_bytes()[..16])
+}
+
 /// What the network delivers to the node.
 #[derive(Debug)]
 pub enum Event {
@@ -222,9 +239,18 @@ impl P2p {
                     // first were dropped as duplicates).
                     .validation_mode(ValidationMode::Permissive)
                     .validate_messages()
+                    .message_id_fn(message_id)
+                    // IHAVE and IDONTWANT carry message ids; gossipsub's
+                    // default cap of 16 KiB of them per RPC is reached by a
+                    // few hundred messages in a heartbeat, and a reader
+                    // that meets a larger RPC drops the stream with every
+                    // message queued behind it. The RPC as a whole is
+                    // already bounded by the transmit size.
+                    .max_control_message_size(max_message)
                     .heartbeat_interval(Duration::from_millis(500))
-                    // Small networks: every peer in the mesh.
-                    .mesh_n_low(1)
+                    // Small networks: every peer in the mesh (a peer joins
+                    // while the mesh has fewer than 5), so messages are
+                    // pushed, not announced and pulled a heartbeat later.
                     .mesh_outbound_min(0)
                     .flood_publish(true)
                     .build()
@@ -236,7 +262,17 @@ impl P2p {
                     MessageAuthenticity::Author(key.public().to_peer_id()),
                     gossip_cfg,
                 )?;
-                let params = gossipsub::PeerScoreParams::default();
+                let params = gossipsub::PeerScoreParams {
+                    // Validators often share an address (a testnet on one
+                    // machine, several behind one NAT): past 10 peers on
+                    // one IP, the default penalty graylists every one.
+                    ip_colocation_factor_weight: 0.0,
+                    // A validator slowed by load must stay in the mesh: a
+                    // peer whose queue overflowed lost score per message,
+                    // was pruned, and then only heard of messages by IHAVE.
+                    slow_peer_weight: 0.0,
+                    ..Default::default()
+                };
                 let thresholds = gossipsub::PeerScoreThresholds::default();
                 gossipsub.with_peer_score(params, thresholds)?;
                 let codec = request_response::cbor::codec::Codec::default()
@@ -563,4 +599,123 @@ async fn swarm_event(
         _ => {}
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn free_port() -> u16 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+        l.local_addr().expect("local address").port()
+    }
+
+    fn addr(port: u16) -> Multiaddr {
+        format!("/ip4/127.0.0.1/tcp/{port}")
+            .parse()
+            .expect("valid address")
+    }
+
+    /// A node that accepts every gossip message and passes its topic and
+    /// bytes on.
+    fn node(i: u8, ports: &[u16]) -> (P2p, mpsc::UnboundedReceiver<(Topic, Vec<u8>)>) {
+        let peers = ports
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != usize::from(i))
+            .map(|(_, p)| addr(*p))
+            .collect();
+        let cfg = P2pConfig::new([i + 1; 32], addr(ports[usize::from(i)]), peers);
+        let (p2p, mut events) = P2p::start(cfg).expect("start a node");
+        let (tx, rx) = mpsc::unbounded_channel();
+        let handle = p2p.clone();
+        tokio::spawn(async move {
+            while let Some(ev) = events.recv().await {
+                if let Event::Gossip {
+                    topic,
+                    data,
+                    source,
+                    id,
+                } = ev
+                {
+                    handle.report(id, source, true);
+                    if tx.send((topic, data)).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        (p2p, rx)
+    }
+
+    /// A burst of a few thousand messages among 14 nodes on one address:
+    /// the ids of a few heartbeats' messages, announced to the peers outside
+    /// the mesh, no longer fit gossipsub's default 16 KiB of control data
+    /// per RPC, and a reader dropped such a stream with the messages behind
+    /// it. Every message must still reach every peer, and so must one
+    /// published after the burst. (With the default limit, a peer got 3,527
+    /// of 6,000 and not the last one.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_of_gossip_reaches_every_peer_and_gossip_keeps_flowing() {
+        const BURST: usize = 6_000;
+        // More peers than a mesh may hold (12, then pruned to 6), so some
+        // are sent IHAVEs.
+        const NODES: u8 = 14;
+        let ports: Vec<u16> = (0..NODES).map(|_| free_port()).collect();
+        let (sender, _own) = node(0, &ports);
+        let mut receivers: Vec<_> = (1..NODES).map(|i| node(i, &ports).1).collect();
+        let start = Instant::now();
+        let deadline = start + Duration::from_secs(90);
+
+        // Subscriptions take a heartbeat or two to spread: probe until every
+        // peer hears one.
+        let mut heard = vec![false; receivers.len()];
+        while !heard.iter().all(|h| *h) {
+            assert!(Instant::now() < deadline, "not every peer heard a probe");
+            sender.publish(Topic::Consensus, b"probe".to_vec());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            for (h, rx) in heard.iter_mut().zip(receivers.iter_mut()) {
+                while let Ok((_, data)) = rx.try_recv() {
+                    *h |= data == b"probe";
+                }
+            }
+        }
+
+        // Gossipsub's first heartbeat, which builds the mesh, is 5 s in.
+        tokio::time::sleep_until((start + Duration::from_secs(6)).into()).await;
+        // Spread over 3 s, so heartbeats announce messages while others
+        // are still on their way.
+        for i in 0..BURST {
+            let mut data = format!("burst {i:05} ").into_bytes();
+            data.resize(120, b'.');
+            sender.publish(Topic::Transactions, data);
+            if i % 100 == 99 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        // Let a few heartbeats announce the burst before the last message.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        sender.publish(Topic::Consensus, b"after the burst".to_vec());
+
+        for (n, rx) in receivers.iter_mut().enumerate() {
+            let mut got = HashSet::new();
+            let mut after = false;
+            while got.len() < BURST || !after {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let Ok(Some((topic, data))) = tokio::time::timeout(left, rx.recv()).await else {
+                    panic!(
+                        "peer {} got {} of {BURST} burst messages, the last one: {after}",
+                        n + 1,
+                        got.len()
+                    );
+                };
+                match topic {
+                    Topic::Transactions => {
+                        got.insert(data);
+                    }
+                    _ => after |= data == b"after the burst",
+                }
+            }
+        }
+    }
 }
