@@ -43,9 +43,9 @@ pub struct Shared {
     /// Signatures verified executing blocks, so that admission does not
     /// verify the gossiped copies again.
     verified: Mutex<RecentlyVerified>,
-    /// The admission thread's queue, once it runs (a node with peers):
+    /// The admission thread's queues, once it runs (a node with peers):
     /// clients' transactions are admitted there too, with the gossiped ones.
-    admission: std::sync::OnceLock<std::sync::mpsc::SyncSender<AdmissionJob>>,
+    admission: std::sync::OnceLock<AdmissionQueues>,
     /// Transactions received by gossip and waiting in the admission queue
     /// (its gossip jobs carry only their hashes): compact blocks are filled
     /// from here too, so that transactions a node has received but not yet
@@ -318,7 +318,7 @@ impl Backend for Shared {
     /// about half as much again per signature as the admission thread's
     /// batches of about 1,000); a full queue holds the caller back.
     fn submit(&self, txs: Vec<SignedTransaction>) -> Vec<Result<TxHash, AdmitError>> {
-        let Some(queue) = self.admission.get() else {
+        let Some(queues) = self.admission.get() else {
             return self.admit(txs, Source::Rpc);
         };
         // One result per transaction, whatever happens.
@@ -327,13 +327,12 @@ impl Backend for Shared {
         let (reply, answer) = std::sync::mpsc::sync_channel(1);
         // Hashed here, on the caller's thread, not the admission thread.
         let txs = hashed(txs);
-        match queue.send(AdmissionJob::Client { txs, reply }) {
+        match queues.clients.send(ClientTxs { txs, reply }) {
             Ok(()) => answer.recv().unwrap_or_else(|_| stopping()),
             // The admission thread has ended (the node is stopping).
-            Err(std::sync::mpsc::SendError(AdmissionJob::Client { txs, .. })) => {
+            Err(crossbeam_channel::SendError(ClientTxs { txs, .. })) => {
                 self.admit_from(txs, &|_| Source::Rpc)
             }
-            Err(_) => stopping(),
         }
     }
 
@@ -867,7 +866,7 @@ struct Driver {
     proposed_at: HashMap<Digest, Instant>,
     p2p: Option<P2p>,
     /// Where transactions from gossip go to be admitted.
-    admission: Option<std::sync::mpsc::SyncSender<AdmissionJob>>,
+    admission: Option<AdmissionQueues>,
     /// A finalized block is missing here: ask peers.
     need_sync: bool,
     sync_inflight: bool,
@@ -1000,19 +999,75 @@ const GOSSIP_TXS_BYTES: usize = 1 << 20;
 /// Results of admission, one per transaction, in order.
 type Admitted = Vec<Result<TxHash, AdmitError>>;
 
+/// A client's transactions (over JSON-RPC), and where their results go.
+struct ClientTxs {
+    txs: Vec<Hashed>,
+    reply: std::sync::mpsc::SyncSender<Admitted>,
+}
+
 /// What the admission thread is given to admit.
 enum AdmissionJob {
     /// A gossip message of transactions from a peer.
     Gossip(GossipTxs),
-    /// A client's transactions (over JSON-RPC), and where their results go.
-    Client {
-        txs: Vec<Hashed>,
-        reply: std::sync::mpsc::SyncSender<Admitted>,
-    },
+    Client(ClientTxs),
 }
 
-/// Jobs waiting for admission at most. A peer's batch beyond them is
-/// ignored (not forwarded, the peer not penalised); a client waits.
+/// The admission thread's two queues. Clients' transactions go first: a
+/// client waits for its answer, and its transactions reach the other
+/// validators only once admitted, while a peer's transactions are already
+/// on their way to every validator. In one FIFO queue a client's call
+/// waited behind the gossip of up to a few seconds of load (at 12,000
+/// transfers/s: p90 481 ms, p99 830 ms).
+#[derive(Clone)]
+struct AdmissionQueues {
+    clients: crossbeam_channel::Sender<ClientTxs>,
+    gossip: crossbeam_channel::Sender<GossipTxs>,
+}
+
+/// The admission thread's ends of [`AdmissionQueues`].
+struct AdmissionInbox {
+    clients: crossbeam_channel::Receiver<ClientTxs>,
+    gossip: crossbeam_channel::Receiver<GossipTxs>,
+}
+
+fn admission_queues() -> (AdmissionQueues, AdmissionInbox) {
+    let (clients, client_rx) = crossbeam_channel::bounded(ADMISSION_QUEUE);
+    let (gossip, gossip_rx) = crossbeam_channel::bounded(ADMISSION_QUEUE);
+    (
+        AdmissionQueues { clients, gossip },
+        AdmissionInbox {
+            clients: client_rx,
+            gossip: gossip_rx,
+        },
+    )
+}
+
+impl AdmissionInbox {
+    /// The next job, waiting for one: a client's first. `None` once the
+    /// queues' senders are gone.
+    fn next(&self) -> Option<AdmissionJob> {
+        if let Some(job) = self.try_next() {
+            return Some(job);
+        }
+        crossbeam_channel::select! {
+            recv(self.clients) -> c => c.ok().map(AdmissionJob::Client),
+            recv(self.gossip) -> g => g.ok().map(AdmissionJob::Gossip),
+        }
+    }
+
+    /// A job already waiting, a client's first.
+    fn try_next(&self) -> Option<AdmissionJob> {
+        self.clients
+            .try_recv()
+            .map(AdmissionJob::Client)
+            .or_else(|_| self.gossip.try_recv().map(AdmissionJob::Gossip))
+            .ok()
+    }
+}
+
+/// Jobs waiting for admission at most, in each queue. A peer's batch
+/// beyond them is ignored (not forwarded, the peer not penalised); a
+/// client waits.
 const ADMISSION_QUEUE: usize = 256;
 
 /// Transactions of waiting jobs admitted together at most.
@@ -1035,30 +1090,26 @@ const REASON_BUSY: &str = "busy";
 ///
 /// The thread holds the node's state only while it admits: it ends when
 /// the state is dropped (with the queue's other senders).
-fn spawn_admission(
-    shared: &Arc<Shared>,
-    p2p: P2p,
-) -> Result<std::sync::mpsc::SyncSender<AdmissionJob>> {
-    let (tx, rx) = std::sync::mpsc::sync_channel::<AdmissionJob>(ADMISSION_QUEUE);
+fn spawn_admission(shared: &Arc<Shared>, p2p: P2p) -> Result<AdmissionQueues> {
+    let (queues, inbox) = admission_queues();
     let weak = Arc::downgrade(shared);
     std::thread::Builder::new()
         .name("sou-admission".into())
         .spawn(move || {
             lower_admission_priority();
-            while let Ok(first) = rx.recv() {
+            loop {
+                // Waiting holds no reference to the node's state.
+                let Some(job) = inbox.next() else { break };
                 let Some(shared) = weak.upgrade() else {
                     break;
                 };
                 let mut batch = AdmissionBatch::default();
-                batch.add(first, &shared);
-                while batch.txs.len() < ADMISSION_BATCH_TXS {
-                    let Ok(job) = rx.try_recv() else { break };
-                    batch.add(job, &shared);
-                }
+                batch.add(job, &shared);
+                batch.fill(&inbox, &shared);
                 batch.admit(&shared, &p2p);
             }
         })?;
-    Ok(tx)
+    Ok(queues)
 }
 
 /// Where a run of transactions in an [`AdmissionBatch`] came from.
@@ -1080,6 +1131,15 @@ struct AdmissionBatch {
 }
 
 impl AdmissionBatch {
+    /// Adds what else waits in `inbox`, clients' jobs first, up to
+    /// [`ADMISSION_BATCH_TXS`] transactions.
+    fn fill(&mut self, inbox: &AdmissionInbox, shared: &Shared) {
+        while self.txs.len() < ADMISSION_BATCH_TXS {
+            let Some(job) = inbox.try_next() else { break };
+            self.add(job, shared);
+        }
+    }
+
     fn add(&mut self, job: AdmissionJob, shared: &Shared) {
         let (origin, source, txs) = match job {
             AdmissionJob::Gossip(m) => {
@@ -1088,7 +1148,9 @@ impl AdmissionBatch {
                 self.held.extend(m.hashes);
                 (Origin::Peer(m.id, m.source), Source::Gossip, txs)
             }
-            AdmissionJob::Client { txs, reply } => (Origin::Client(reply), Source::Rpc, txs),
+            AdmissionJob::Client(ClientTxs { txs, reply }) => {
+                (Origin::Client(reply), Source::Rpc, txs)
+            }
         };
         self.runs.push((origin, txs.len()));
         self.sources.extend(std::iter::repeat_n(source, txs.len()));
@@ -1605,20 +1667,16 @@ impl Driver {
                     source,
                     id,
                 };
-                if let Some(queue) = &self.admission {
+                if let Some(queues) = &self.admission {
                     let txs = hashed(txs);
                     let held = lock(&self.shared.received).hold(txs);
                     if let Some((hashes, unheld)) = held {
                         job.hashes = hashes;
                         job.unheld = unheld;
-                        use std::sync::mpsc::TrySendError;
-                        match queue.try_send(AdmissionJob::Gossip(job)) {
+                        use crossbeam_channel::TrySendError;
+                        match queues.gossip.try_send(job) {
                             Ok(()) => return Ok(()),
-                            Err(
-                                TrySendError::Full(AdmissionJob::Gossip(j))
-                                | TrySendError::Disconnected(AdmissionJob::Gossip(j)),
-                            ) => job = j,
-                            Err(_) => return Ok(()),
+                            Err(TrySendError::Full(j) | TrySendError::Disconnected(j)) => job = j,
                         }
                     }
                 }
@@ -2087,9 +2145,9 @@ pub async fn start(home: &Path) -> Result<()> {
         sync_inflight: false,
         wake: false,
     };
-    if let Some(queue) = &driver.admission {
+    if let Some(queues) = &driver.admission {
         // Clients' transactions go through the admission thread too.
-        let _ = shared.admission.set(queue.clone());
+        let _ = shared.admission.set(queues.clone());
     }
     // Rebuild the engine from the log, then start it.
     for r in &records {
@@ -2350,6 +2408,41 @@ mod tests {
                 "order {i}: (verified, reused)"
             );
         }
+    }
+
+    #[test]
+    fn a_clients_transactions_are_admitted_before_gossip_queued_earlier() {
+        let f = fixture(16 * 1024);
+        let (queues, inbox) = admission_queues();
+        let gossip = |tx: SignedTransaction| {
+            let (hashes, unheld) = lock(&f.shared.received).hold(hashed(vec![tx])).unwrap();
+            GossipTxs {
+                hashes,
+                unheld,
+                source: sou_p2p::Peer::random(),
+                id: sou_p2p::MessageId::new(b"m"),
+            }
+        };
+        let (g1, g2) = (transfer(&f, 1, 0), transfer(&f, 1, 1));
+        queues.gossip.try_send(gossip(g1.clone())).unwrap();
+        queues.gossip.try_send(gossip(g2.clone())).unwrap();
+        let client = transfer(&f, 2, 0);
+        let (reply, _answer) = std::sync::mpsc::sync_channel(1);
+        let txs = hashed(vec![client.clone()]);
+        queues.clients.try_send(ClientTxs { txs, reply }).unwrap();
+
+        let first = inbox.next().unwrap();
+        assert!(matches!(first, AdmissionJob::Client(_)));
+        let mut batch = AdmissionBatch::default();
+        batch.add(first, &f.shared);
+        batch.fill(&inbox, &f.shared);
+        assert_eq!(batch.sources, [Source::Rpc, Source::Gossip, Source::Gossip]);
+        let order: Vec<Signature> = batch.txs.iter().map(|(tx, ..)| tx.signature).collect();
+        assert_eq!(order, [client.signature, g1.signature, g2.signature]);
+
+        // The queues' senders gone (the node stopping), the thread's wait ends.
+        drop(queues);
+        assert!(inbox.next().is_none());
     }
 
     #[test]
