@@ -1,6 +1,7 @@
 //! `sou`: the Sou node's command line. It is the only place that wires the
-//! crates together; for now it creates node homes and manages keys, and the
-//! running node (consensus, RPC, networking) arrives with later work.
+//! crates together: it creates node homes and manages keys, runs a node
+//! (consensus, RPC, networking, metrics), starts a local testnet, sends
+//! wallet transactions and runs the benchmark.
 
 mod bench;
 mod client;
