@@ -249,6 +249,21 @@ impl Shared {
 }
 
 impl Shared {
+    /// After a block is committed: its transactions leave the mempool
+    /// (which rechecks the rest against the new state), and gossiped copies
+    /// still waiting for admission are let go, since admission would only
+    /// refuse them now (their nonces are used).
+    fn forget_committed(&self, included: &[TxHash]) -> Result<()> {
+        {
+            let mut pool = lock(&self.mempool);
+            pool.update(included, &self.ledger)?;
+            self.metrics.mempool_transactions.set(pool.len() as i64);
+            self.metrics.mempool_bytes.set(pool.bytes() as i64);
+        }
+        lock(&self.received).release(included);
+        Ok(())
+    }
+
     /// The whole block of `compact`, from the mempool and, for what the
     /// mempool lacks, from transactions received by gossip and still
     /// waiting for admission; or the hashes found in neither. A waiting
@@ -929,11 +944,10 @@ const RECEIVED_BYTES: usize = 64 << 20;
 
 /// Transactions received by gossip, decoded and hashed as they arrive,
 /// until the admission thread has admitted them (or not), or a block that
-/// holds them is final: while it verifies a batch, the batch's
-/// transactions are still found here. An
-/// identical copy that arrives while the first waits is neither held nor
-/// admitted again; a copy with another signature goes with its own
-/// message's job (see [`Received::hold`]).
+/// holds them is committed: while it verifies a batch, the batch's
+/// transactions are still found here. An identical copy that arrives while
+/// the first waits is neither held nor admitted again; a copy with another
+/// signature goes with its own message's job (see [`Received::hold`]).
 #[derive(Default)]
 struct Received {
     txs: HashMap<TxHash, (SignedTransaction, usize)>,
@@ -1089,7 +1103,7 @@ const REASON_BUSY: &str = "busy";
 /// An idle queue adds no wait.
 ///
 /// The thread holds the node's state only while it admits: it ends when
-/// the state is dropped (with the queue's other senders).
+/// the state is dropped (with the queues' other senders).
 fn spawn_admission(shared: &Arc<Shared>, p2p: P2p) -> Result<AdmissionQueues> {
     let (queues, inbox) = admission_queues();
     let weak = Arc::downgrade(shared);
@@ -1470,15 +1484,7 @@ impl Driver {
             let included: Vec<TxHash> = executed.receipts.iter().map(|r| r.tx_hash).collect();
             let used = &executed.block.evidence;
             self.evidence.retain(|m| !used.iter().any(|e| e.id == m.id));
-            {
-                let mut pool = lock(&self.shared.mempool);
-                pool.update(&included, ledger)?;
-                m.mempool_transactions.set(pool.len() as i64);
-                m.mempool_bytes.set(pool.bytes() as i64);
-            }
-            // Gossiped copies still waiting for admission would only be
-            // refused now (their nonces are used): their jobs skip them.
-            lock(&self.shared.received).release(&included);
+            self.shared.forget_committed(&included)?;
             info!(height, txs, hash = %executed.block.hash(), view = p.view, "finalized block");
             let _ = self.shared.events.send(FinalizedEvent {
                 height,
@@ -1932,7 +1938,7 @@ impl Driver {
                     .transactions_finalized
                     .inc_by(executed.receipts.len() as u64);
                 let included: Vec<TxHash> = executed.receipts.iter().map(|r| r.tx_hash).collect();
-                lock(&self.shared.mempool).update(&included, &self.shared.ledger)?;
+                self.shared.forget_committed(&included)?;
                 info!(height, txs = executed.receipts.len(), "synced block");
                 let _ = self.shared.events.send(FinalizedEvent {
                     height,
