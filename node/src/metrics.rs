@@ -36,6 +36,7 @@ pub struct Metrics {
     pub block_signatures_verified: Counter,
     pub block_signatures_reused: Counter,
     pub admission_signatures_reused: Counter,
+    pub admission_signatures_verified: Counter,
     pub consensus_timeouts: Counter,
     pub block_execution_seconds: Histogram,
     pub block_commit_seconds: Histogram,
@@ -67,6 +68,7 @@ impl Metrics {
             block_signatures_verified: Counter::default(),
             block_signatures_reused: Counter::default(),
             admission_signatures_reused: Counter::default(),
+            admission_signatures_verified: Counter::default(),
             consensus_timeouts: Counter::default(),
             block_execution_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
             block_commit_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
@@ -137,6 +139,11 @@ impl Metrics {
             "admission_signatures_reused",
             "Transactions admitted without a signature check: this node verified the same signature already, executing a block that held them",
             m.admission_signatures_reused.clone(),
+        );
+        registry.register(
+            "admission_signatures_verified",
+            "Signatures verified admitting transactions (from clients and from peers)",
+            m.admission_signatures_verified.clone(),
         );
         registry.register(
             "consensus_timeouts",
