@@ -692,6 +692,11 @@ impl Mempool {
             self.drop_entry(h);
         }
         for sender in touched {
+            // A sender whose every transaction was included has no queue
+            // left, and its account need not be read.
+            if !self.senders.contains_key(&sender) {
+                continue;
+            }
             let nonce = ledger.account(&sender)?.nonce;
             let stale: Vec<TxHash> = match self.senders.get_mut(&sender) {
                 Some(q) => {
