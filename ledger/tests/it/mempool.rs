@@ -215,6 +215,51 @@ fn expired_transactions_leave_and_give_their_spend_back() {
     assert!(r.iter().all(Result::is_ok), "{r:?}");
 }
 
+/// Transactions sharing an expiry height leave together once it passes,
+/// but for one included before; one expiring later stays.
+#[test]
+fn transactions_sharing_an_expiry_height_expire_together() {
+    let mut c = chain(3);
+    let a = c.user(0).clone_key();
+    let b = c.user(1).clone_key();
+    let to = c.addr(2);
+    let tip = c.ledger.tip().height;
+    let chain_id = c.ledger.chain_id().clone();
+    let tx = |key: &sou_types::Keypair, nonce: u64, expiry_height: u64| {
+        Transaction {
+            chain_id: chain_id.clone(),
+            sender: key.address(),
+            nonce,
+            max_fee: FEE,
+            expiry_height,
+            payload: transfer(to, 1),
+        }
+        .sign(key)
+    };
+    let included = tx(&a, 0, tip + 2);
+    let same = [tx(&a, 1, tip + 2), tx(&b, 0, tip + 2)];
+    let later = tx(&b, 1, tip + 5);
+    let mut m = pool();
+    let all = vec![
+        included.clone(),
+        same[0].clone(),
+        same[1].clone(),
+        later.clone(),
+    ];
+    let r = m.admit(all, &c.ledger);
+    assert!(r.iter().all(Result::is_ok), "{r:?}");
+    c.block(vec![included.clone()]);
+    m.update(&[included.hash()], &c.ledger).unwrap();
+    // The next height is the last the two may be included at.
+    assert_eq!(m.len(), 3);
+    // Past it: both leave; the later one stays.
+    c.block(vec![]);
+    m.update(&[], &c.ledger).unwrap();
+    assert_eq!(m.len(), 1);
+    assert!(m.get(&later.hash()).is_some());
+    assert!(same.iter().all(|t| m.get(&t.hash()).is_none()));
+}
+
 #[test]
 fn per_sender_and_total_limits() {
     let c = chain(2);
