@@ -40,5 +40,5 @@ pub use mempool::{
 };
 pub use params::Params;
 pub use receipt::{Receipt, TxStatus};
-pub use store::{HistoryCursor, StateReader, Store, Tip, TxRecord};
+pub use store::{BlockSummary, HistoryCursor, StateReader, Store, Tip, TxRecord};
 pub use writes::StateWrites;

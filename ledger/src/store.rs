@@ -177,6 +177,14 @@ struct StoredBlock {
     evidence: Vec<Misbehaviour>,
 }
 
+/// A committed block with the hashes of its transactions, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlockSummary {
+    pub header: BlockHeader,
+    pub tx_hashes: Vec<TxHash>,
+    pub evidence: Vec<Misbehaviour>,
+}
+
 /// A transaction as stored, with its receipt (which holds the height and
 /// position where it was finalized).
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
@@ -1114,6 +1122,17 @@ impl Store {
                 .map(Some)
                 .map_err(|e| corrupt("block", e)),
         }
+    }
+
+    /// The block at `height` with its transactions' hashes, not the
+    /// transactions: what explorers polling for new blocks ask for, read
+    /// as one record (the transactions are a page per 64).
+    pub fn block_summary(&self, height: u64) -> Result<Option<BlockSummary>> {
+        Ok(self.stored_block(height)?.map(|s| BlockSummary {
+            header: s.header,
+            tx_hashes: s.tx_hashes,
+            evidence: s.evidence,
+        }))
     }
 
     /// The block at `height`, with its transactions.

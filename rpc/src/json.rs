@@ -32,12 +32,24 @@ pub fn block(b: &Block, full: bool) -> Value {
     } else {
         b.transactions.iter().map(|t| json!(t.hash())).collect()
     };
-    v["evidence"] = b
-        .evidence
+    v["evidence"] = evidence(&b.evidence);
+    v
+}
+
+/// [`block`] without its transactions (their hashes only), from the
+/// stored summary.
+pub fn block_summary(b: &sou_ledger::BlockSummary) -> Value {
+    let mut v = header(&b.header, b.tx_hashes.len());
+    v["transactions"] = b.tx_hashes.iter().map(|h| json!(h)).collect();
+    v["evidence"] = evidence(&b.evidence);
+    v
+}
+
+fn evidence(evidence: &[sou_types::Misbehaviour]) -> Value {
+    evidence
         .iter()
         .map(|e| json!({"epoch": e.epoch, "offender": e.offender, "id": e.id}))
-        .collect();
-    v
+        .collect()
 }
 
 pub fn payload(p: &Payload) -> Value {

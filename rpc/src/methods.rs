@@ -110,7 +110,15 @@ fn decimals_of(ledger: &Ledger, s: &Symbol) -> u8 {
 }
 
 fn block_at(ctx: &Ctx, height: u64, full: bool) -> RpcResult<Value> {
-    match ctx.ledger().store().block(height).map_err(internal)? {
+    let store = ctx.ledger().store();
+    if !full {
+        // The hashes are stored with the header: no transaction is read.
+        return Ok(store
+            .block_summary(height)
+            .map_err(internal)?
+            .map_or(Value::Null, |b| view::block_summary(&b)));
+    }
+    match store.block(height).map_err(internal)? {
         Some(b) => Ok(view::block(&b, full)),
         None => Ok(Value::Null),
     }

@@ -58,6 +58,15 @@ fn a_wallet_transfer_finalizes_and_everything_agrees() {
     assert!(txs.iter().any(|t| t["hash"] == hash.as_str()), "{block}");
     let memo = txs.iter().find(|t| t["hash"] == hash.as_str()).unwrap()["payload"]["memo"].clone();
     assert_eq!(memo, format!("0x{}", hex::encode("meter-17")));
+    // Without the transactions (read from the stored summary): the same
+    // block, with their hashes in the same order.
+    let summary = node.ok("chain_getBlockByNumber", json!([height, false]));
+    let hashes: Vec<&Value> = txs.iter().map(|t| &t["hash"]).collect();
+    let listed: Vec<&Value> = summary["transactions"].as_array().unwrap().iter().collect();
+    assert_eq!(listed, hashes);
+    for field in ["hash", "parentHash", "txCount", "stateRoot", "evidence"] {
+        assert_eq!(summary[field], block[field], "{field}");
+    }
     let parent = node.ok("chain_getBlockByNumber", json!([height - 1, false]));
     assert_eq!(block["parentHash"], parent["hash"]);
     assert_eq!(
