@@ -343,9 +343,7 @@ impl Shared {
         let pool = lock(&self.mempool);
         compact.fill(|h| pool.get(h).or_else(|| found.get(h)))
     }
-}
 
-impl Shared {
     /// The admission thread is done with the gossiped transactions of
     /// `held`: they are let go, and a block waiting for them is woken.
     fn admission_finished(&self, held: &[TxHash]) {
@@ -2563,16 +2561,21 @@ mod tests {
             .is_empty());
     }
 
-    #[test]
-    fn a_block_arriving_while_admission_verifies_its_transactions_waits_for_it() {
-        let f = fixture(16 * 1024);
-        let tx = transfer(&f, 1, 0);
+    /// A block of one gossiped transaction that the admission thread has
+    /// taken into its batch: the block, the held hashes and the batch.
+    fn taken_for_admission(f: &Fixture) -> (Block, Vec<TxHash>, Vec<Hashed>) {
+        let tx = transfer(f, 1, 0);
         let (held, _) = lock(&f.shared.received)
             .hold(hashed(vec![tx.clone()]))
             .unwrap();
-        // The admission thread has taken it into its batch.
         let batch = lock(&f.shared.received).take_for_admission(&held);
-        let block = block_of(&f, vec![tx]);
+        (block_of(f, vec![tx]), held, batch)
+    }
+
+    #[test]
+    fn a_block_arriving_while_admission_verifies_its_transactions_waits_for_it() {
+        let f = fixture(16 * 1024);
+        let (block, held, batch) = taken_for_admission(&f);
         std::thread::scope(|scope| {
             scope.spawn(|| {
                 std::thread::sleep(Duration::from_millis(100));
@@ -2592,13 +2595,8 @@ mod tests {
     #[test]
     fn a_block_waits_for_admission_only_so_long() {
         let f = fixture(16 * 1024);
-        let tx = transfer(&f, 1, 0);
-        let (held, _) = lock(&f.shared.received)
-            .hold(hashed(vec![tx.clone()]))
-            .unwrap();
         // Taken for admission, which never finishes.
-        let _batch = lock(&f.shared.received).take_for_admission(&held);
-        let block = block_of(&f, vec![tx]);
+        let (block, _, _) = taken_for_admission(&f);
         let start = Instant::now();
         let filled = f.shared.fill_compact(&block.compact()).unwrap();
         assert!(start.elapsed() >= ADMISSION_WAIT);
