@@ -1146,6 +1146,15 @@ impl AdmissionInbox {
             .or_else(|_| self.gossip.try_recv().map(AdmissionJob::Gossip))
             .ok()
     }
+
+    /// A job already waiting, a peer's first.
+    fn try_next_gossip(&self) -> Option<AdmissionJob> {
+        self.gossip
+            .try_recv()
+            .map(AdmissionJob::Gossip)
+            .or_else(|_| self.clients.try_recv().map(AdmissionJob::Client))
+            .ok()
+    }
 }
 
 /// Jobs waiting for admission at most, in each queue. A peer's batch
@@ -1214,11 +1223,19 @@ struct AdmissionBatch {
 }
 
 impl AdmissionBatch {
-    /// Adds what else waits in `inbox`, clients' jobs first, up to
-    /// [`ADMISSION_BATCH_TXS`] transactions.
+    /// Adds what else waits in `inbox`, up to [`ADMISSION_BATCH_TXS`]
+    /// transactions: clients' jobs first until they hold half the batch,
+    /// then peers' first, so that a node flooded by its own clients still
+    /// admits (and passes on) what its peers send.
     fn fill(&mut self, inbox: &AdmissionInbox, shared: &Shared) {
         while self.txs.len() < ADMISSION_BATCH_TXS {
-            let Some(job) = inbox.try_next() else { break };
+            let from_clients = self.sources.iter().filter(|s| **s == Source::Rpc).count();
+            let job = if from_clients < ADMISSION_BATCH_TXS / 2 {
+                inbox.try_next()
+            } else {
+                inbox.try_next_gossip()
+            };
+            let Some(job) = job else { break };
             self.add(job, shared);
         }
     }
@@ -2518,6 +2535,47 @@ mod tests {
         // The queues' senders gone (the node stopping), the thread's wait ends.
         drop(queues);
         assert!(inbox.next().is_none());
+    }
+
+    #[test]
+    fn clients_take_at_most_half_a_batch_while_gossip_waits() {
+        let f = fixture(16 * 1024);
+        let (queues, inbox) = admission_queues();
+        let peer = transfer(&f, 1, 0);
+        let (hashes, unheld) = lock(&f.shared.received)
+            .hold(hashed(vec![peer.clone()]))
+            .unwrap();
+        let message = GossipTxs {
+            hashes,
+            unheld,
+            source: sou_p2p::Peer::random(),
+            id: sou_p2p::MessageId::new(b"m"),
+        };
+        queues.gossip.try_send(message).unwrap();
+        // Four calls of 600: together more than a batch.
+        let per_call = 600;
+        let mut answers = Vec::new();
+        for call in 0..4u64 {
+            let txs = (0..per_call)
+                .map(|i| transfer(&f, 2, call * per_call + i))
+                .collect();
+            let (reply, answer) = std::sync::mpsc::sync_channel(1);
+            answers.push(answer);
+            let job = ClientTxs {
+                txs: hashed(txs),
+                reply,
+            };
+            queues.clients.try_send(job).unwrap();
+        }
+        let mut batch = AdmissionBatch::default();
+        batch.add(inbox.next().unwrap(), &f.shared);
+        batch.fill(&inbox, &f.shared);
+        // Two calls (half the batch), then the peer's message, then
+        // clients' calls again until the batch is full.
+        let at = batch.sources.iter().position(|s| *s == Source::Gossip);
+        assert_eq!(at, Some(2 * per_call as usize));
+        assert_eq!(batch.txs[2 * per_call as usize].0.signature, peer.signature);
+        assert_eq!(batch.txs.len(), 4 * per_call as usize + 1);
     }
 
     #[test]
