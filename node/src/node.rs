@@ -1129,7 +1129,7 @@ impl AdmissionInbox {
     /// The next job, waiting for one: a client's first. `None` once the
     /// queues' senders are gone.
     fn next(&self) -> Option<AdmissionJob> {
-        if let Some(job) = self.try_next() {
+        if let Some(job) = self.try_next(true) {
             return Some(job);
         }
         crossbeam_channel::select! {
@@ -1138,22 +1138,15 @@ impl AdmissionInbox {
         }
     }
 
-    /// A job already waiting, a client's first.
-    fn try_next(&self) -> Option<AdmissionJob> {
-        self.clients
-            .try_recv()
-            .map(AdmissionJob::Client)
-            .or_else(|_| self.gossip.try_recv().map(AdmissionJob::Gossip))
-            .ok()
-    }
-
-    /// A job already waiting, a peer's first.
-    fn try_next_gossip(&self) -> Option<AdmissionJob> {
-        self.gossip
-            .try_recv()
-            .map(AdmissionJob::Gossip)
-            .or_else(|_| self.clients.try_recv().map(AdmissionJob::Client))
-            .ok()
+    /// A job already waiting: a client's first, or a peer's.
+    fn try_next(&self, clients_first: bool) -> Option<AdmissionJob> {
+        let client = || self.clients.try_recv().ok().map(AdmissionJob::Client);
+        let gossip = || self.gossip.try_recv().ok().map(AdmissionJob::Gossip);
+        if clients_first {
+            client().or_else(gossip)
+        } else {
+            gossip().or_else(client)
+        }
     }
 }
 
@@ -1230,12 +1223,9 @@ impl AdmissionBatch {
     fn fill(&mut self, inbox: &AdmissionInbox, shared: &Shared) {
         while self.txs.len() < ADMISSION_BATCH_TXS {
             let from_clients = self.sources.iter().filter(|s| **s == Source::Rpc).count();
-            let job = if from_clients < ADMISSION_BATCH_TXS / 2 {
-                inbox.try_next()
-            } else {
-                inbox.try_next_gossip()
+            let Some(job) = inbox.try_next(from_clients < ADMISSION_BATCH_TXS / 2) else {
+                break;
             };
-            let Some(job) = job else { break };
             self.add(job, shared);
         }
     }
