@@ -163,7 +163,8 @@ pub struct Mempool {
     /// Every entry by the last height it may be included at. Many share a
     /// height (wallets set it a fixed distance ahead), and a set of
     /// `(height, hash)` pairs compared whole hashes on every insert and
-    /// removal: 2-4% of a validator's CPU under load.
+    /// removal (with the per-sender nonce maps, 4% of a validator's CPU
+    /// under load).
     by_expiry: BTreeMap<u64, HashSet<TxHash>>,
     bytes: usize,
     next_arrival: u64,
@@ -706,17 +707,12 @@ impl Mempool {
         for sender in touched {
             // A sender whose every transaction was included has no queue
             // left, and its account need not be read.
-            if !self.senders.contains_key(&sender) {
+            let Some(q) = self.senders.get_mut(&sender) else {
                 continue;
-            }
-            let nonce = ledger.account(&sender)?.nonce;
-            let stale: Vec<TxHash> = match self.senders.get_mut(&sender) {
-                Some(q) => {
-                    q.account_nonce = nonce;
-                    q.by_nonce.range(..nonce).map(|(_, h)| *h).collect()
-                }
-                None => continue,
             };
+            let nonce = ledger.account(&sender)?.nonce;
+            q.account_nonce = nonce;
+            let stale: Vec<TxHash> = q.by_nonce.range(..nonce).map(|(_, h)| *h).collect();
             for h in stale {
                 self.drop_entry(&h);
             }

@@ -167,18 +167,10 @@ pub const INDEX_CHUNK_ENTRIES: usize = 524_288;
 /// State keys written since the last chunk, held in memory at most.
 pub const STATE_CHUNK_ENTRIES: usize = 262_144;
 
-/// A block as stored: its header and its transactions' hashes (the
-/// transactions themselves live in `transactions`, once each, under the
-/// block's height).
-#[derive(BorshSerialize, BorshDeserialize)]
-struct StoredBlock {
-    header: BlockHeader,
-    tx_hashes: Vec<TxHash>,
-    evidence: Vec<Misbehaviour>,
-}
-
-/// A committed block with the hashes of its transactions, in order.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A committed block with the hashes of its transactions, in order: how a
+/// block is stored (the transactions themselves live in `transactions`,
+/// once each, under the block's height).
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct BlockSummary {
     pub header: BlockHeader,
     pub tx_hashes: Vec<TxHash>,
@@ -748,7 +740,7 @@ impl Store {
         recent.index.clear(indexed_to);
         for height in indexed_to + 1..=tip.height {
             let count = self
-                .stored_block(height)?
+                .block_summary(height)?
                 .ok_or_else(|| corrupt("blocks", format!("block {height} is missing")))?
                 .tx_hashes
                 .len();
@@ -983,7 +975,7 @@ impl Store {
         );
         let hb = height.to_be_bytes();
         let tx_hashes: Vec<TxHash> = executed.receipts.iter().map(|r| r.tx_hash).collect();
-        let stored = StoredBlock {
+        let stored = BlockSummary {
             header: block.header.clone(),
             tx_hashes,
             evidence: block.evidence.clone(),
@@ -1112,10 +1104,13 @@ impl Store {
 
     /// The header of the block at `height`.
     pub fn header(&self, height: u64) -> Result<Option<BlockHeader>> {
-        Ok(self.stored_block(height)?.map(|s| s.header))
+        Ok(self.block_summary(height)?.map(|s| s.header))
     }
 
-    fn stored_block(&self, height: u64) -> Result<Option<StoredBlock>> {
+    /// The block at `height` with its transactions' hashes, not the
+    /// transactions: what explorers polling for new blocks ask for, read
+    /// as one record (the transactions are a page per 64).
+    pub fn block_summary(&self, height: u64) -> Result<Option<BlockSummary>> {
         match self.db.get_cf(self.cf(CF_BLOCKS)?, height.to_be_bytes())? {
             None => Ok(None),
             Some(b) => borsh::from_slice(&b)
@@ -1124,20 +1119,9 @@ impl Store {
         }
     }
 
-    /// The block at `height` with its transactions' hashes, not the
-    /// transactions: what explorers polling for new blocks ask for, read
-    /// as one record (the transactions are a page per 64).
-    pub fn block_summary(&self, height: u64) -> Result<Option<BlockSummary>> {
-        Ok(self.stored_block(height)?.map(|s| BlockSummary {
-            header: s.header,
-            tx_hashes: s.tx_hashes,
-            evidence: s.evidence,
-        }))
-    }
-
     /// The block at `height`, with its transactions.
     pub fn block(&self, height: u64) -> Result<Option<Block>> {
-        let Some(stored) = self.stored_block(height)? else {
+        let Some(stored) = self.block_summary(height)? else {
             return Ok(None);
         };
         let transactions = self.block_records(height, stored.tx_hashes.len(), decode_tx)?;
@@ -1219,7 +1203,7 @@ impl Store {
 
     /// The transaction hashes of the block at `height`.
     pub fn block_tx_hashes(&self, height: u64) -> Result<Option<Vec<TxHash>>> {
-        Ok(self.stored_block(height)?.map(|s| s.tx_hashes))
+        Ok(self.block_summary(height)?.map(|s| s.tx_hashes))
     }
 
     pub fn height_of(&self, hash: &BlockHash) -> Result<Option<u64>> {

@@ -22,22 +22,19 @@ pub fn header(h: &BlockHeader, tx_count: usize) -> Value {
     })
 }
 
-pub fn block(b: &Block, full: bool) -> Value {
+/// A block with its transactions in full.
+pub fn block(b: &Block) -> Value {
     let mut v = header(&b.header, b.transactions.len());
-    v["transactions"] = if full {
-        b.transactions
-            .iter()
-            .map(|t| transaction(t, None))
-            .collect()
-    } else {
-        b.transactions.iter().map(|t| json!(t.hash())).collect()
-    };
+    v["transactions"] = b
+        .transactions
+        .iter()
+        .map(|t| transaction(t, None))
+        .collect();
     v["evidence"] = evidence(&b.evidence);
     v
 }
 
-/// [`block`] without its transactions (their hashes only), from the
-/// stored summary.
+/// [`block`] with its transactions' hashes only, from the stored summary.
 pub fn block_summary(b: &sou_ledger::BlockSummary) -> Value {
     let mut v = header(&b.header, b.tx_hashes.len());
     v["transactions"] = b.tx_hashes.iter().map(|h| json!(h)).collect();

@@ -119,7 +119,7 @@ fn block_at(ctx: &Ctx, height: u64, full: bool) -> RpcResult<Value> {
             .map_or(Value::Null, |b| view::block_summary(&b)));
     }
     match store.block(height).map_err(internal)? {
-        Some(b) => Ok(view::block(&b, full)),
+        Some(b) => Ok(view::block(&b)),
         None => Ok(Value::Null),
     }
 }
