@@ -174,11 +174,27 @@ pub enum Input {
     Start,
     /// A message from a peer (or replayed from the log).
     Message(Message),
+    /// A message from a peer whose signatures [`Engine::verify`] checked:
+    /// handled as [`Input::Message`] without checking them again.
+    Verified(Verified),
     /// A timer requested by [`Action::ScheduleTimer`] fired.
     Timer { view: View, timer: Timer },
     /// Something the application was waiting for arrived (a block body, a
     /// committed parent): retry what waited on it.
     Wake,
+}
+
+/// A message whose signatures were checked against an engine's validator
+/// set and namespace ([`Engine::verify`]); only the engine makes one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verified {
+    message: Message,
+}
+
+impl Verified {
+    pub fn message(&self) -> &Message {
+        &self.message
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -366,25 +382,43 @@ impl Engine {
                     self.progress(app);
                 }
             }
-            Input::Message(Message::Vote(v)) => {
-                if self.accept_view(v.vote.view())
-                    && !self.already_counted(&v)
-                    && v.verify(&self.set, &self.cfg.namespace).is_ok()
-                {
-                    self.on_vote(&v, true);
-                    self.progress(app);
+            Input::Message(m) => {
+                if self.is_new(&m) {
+                    if let Ok(v) = self.verify(m) {
+                        self.on_message(v.message, app);
+                    }
                 }
             }
-            Input::Message(Message::Certificate(c)) => {
-                if self.certificate_is_new(&c) && c.verify(&self.set, &self.cfg.namespace).is_ok() {
-                    self.on_certificate(c);
-                    self.progress(app);
+            Input::Verified(v) => {
+                // Checked against this very set: an epoch's set never
+                // changes, so a message of this epoch stays checked.
+                if v.message.epoch() == self.set.epoch && self.is_new(&v.message) {
+                    self.on_message(v.message, app);
                 }
             }
             Input::Timer { view, timer } => self.on_timer(view, timer, app),
             Input::Wake => self.progress(app),
         }
         std::mem::take(&mut self.out)
+    }
+
+    /// Checks `m`'s signatures (and a certificate's quorum) against this
+    /// engine's validator set and namespace.
+    pub fn verify(&self, m: Message) -> crate::Result<Verified> {
+        match &m {
+            Message::Vote(v) => v.verify(&self.set, &self.cfg.namespace)?,
+            Message::Certificate(c) => c.verify(&self.set, &self.cfg.namespace)?,
+        }
+        Ok(Verified { message: m })
+    }
+
+    /// A new message whose signatures are checked.
+    fn on_message(&mut self, m: Message, app: &mut dyn Application) {
+        match m {
+            Message::Vote(v) => self.on_vote(&v, true),
+            Message::Certificate(c) => self.on_certificate(c),
+        }
+        self.progress(app);
     }
 
     /// Whether `m` could change anything here: a vote in the window not
@@ -974,4 +1008,93 @@ enum Ancestry {
     Invalid,
     /// A certificate it depends on has not reached us yet.
     Unknown,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Idle;
+
+    impl Application for Idle {
+        fn propose(&mut self, _: View, _: Digest, _: u64) -> Option<Digest> {
+            None
+        }
+        fn verify(&mut self, _: &Proposal) -> Verdict {
+            Verdict::Later
+        }
+    }
+
+    fn key(i: u32) -> Keypair {
+        Keypair::derive_insecure(7, &format!("validator-{i}"))
+    }
+
+    /// Validator 0's engine in a set of four equal validators of `epoch`.
+    fn engine(epoch: Epoch) -> Engine {
+        let set = ValidatorSet::new(epoch, (0..4).map(|i| (key(i).public(), 1)).collect());
+        let cfg = Config::new(b"test-chain".to_vec());
+        Engine::new(cfg, key(0), set, Hash::ZERO, 0, Recovered::default())
+    }
+
+    fn nullify(epoch: Epoch, signer: u32, namespace: &[u8]) -> Message {
+        let vote = Vote::Nullify { epoch, view: 1 };
+        Message::Vote(SignedVote {
+            signature: key(signer).sign(&vote.signing_digest(namespace)),
+            vote,
+            signer: signer as ValidatorIndex,
+        })
+    }
+
+    fn nullified(actions: &[Action]) -> bool {
+        actions.iter().any(|a| {
+            matches!(a, Action::Broadcast(Message::Certificate(c))
+                if c.kind() == VoteKind::Nullify && c.view() == 1)
+        })
+    }
+
+    #[test]
+    fn only_a_validly_signed_message_is_verified() {
+        let e = engine(0);
+        assert!(e.verify(nullify(0, 1, b"test-chain")).is_ok());
+        // Signed for another chain, by another validator than it names, or
+        // for another epoch than the engine's.
+        assert!(e.verify(nullify(0, 1, b"other-chain")).is_err());
+        let Message::Vote(mut v) = nullify(0, 1, b"test-chain") else {
+            unreachable!()
+        };
+        v.signer = 2;
+        assert!(e.verify(Message::Vote(v)).is_err());
+        assert!(e.verify(nullify(1, 1, b"test-chain")).is_err());
+    }
+
+    #[test]
+    fn verified_messages_count_as_messages_do() {
+        let mut e = engine(0);
+        e.handle(Input::Start, &mut Idle);
+        let mut actions = Vec::new();
+        for signer in 1..4 {
+            let v = e.verify(nullify(0, signer, b"test-chain")).unwrap();
+            actions.extend(e.handle(Input::Verified(v), &mut Idle));
+        }
+        assert!(
+            nullified(&actions),
+            "three verified nullify votes: {actions:?}"
+        );
+    }
+
+    #[test]
+    fn a_message_verified_for_another_epoch_is_not_taken_as_verified() {
+        // Engine 1 (epoch 1) vouches for epoch-1 votes; engine 0 is in epoch
+        // 0 and must not count them.
+        let other = engine(1);
+        let mut e = engine(0);
+        e.handle(Input::Start, &mut Idle);
+        let mut actions = Vec::new();
+        for signer in 1..4 {
+            let v = other.verify(nullify(1, signer, b"test-chain")).unwrap();
+            actions.extend(e.handle(Input::Verified(v), &mut Idle));
+        }
+        assert!(!nullified(&actions), "{actions:?}");
+        assert_eq!(e.rounds.get(&1).map_or(0, |r| r.seen.len()), 0);
+    }
 }

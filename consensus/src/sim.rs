@@ -1260,12 +1260,27 @@ impl Sim {
                     .as_ref()
                     .map(|f| (f.vote.epoch(), f.view()));
                 let settled = can_forget(m.epoch(), m.view(), node.epoch, finalized);
+                // As the node takes gossip: a message of the engine's epoch
+                // that could change nothing is dropped unchecked; one that
+                // could is checked once, logged, and handed over as checked.
+                let input = match &node.engine {
+                    Some(e) if m.epoch() == e.epoch() => {
+                        if !e.is_new(&m) {
+                            return;
+                        }
+                        match e.verify(m.clone()) {
+                            Ok(v) => Input::Verified(v),
+                            Err(_) => return,
+                        }
+                    }
+                    _ => Input::Message(m.clone()),
+                };
                 if !(self.cfg.prune_durable_state && settled) {
                     // Logged (durably) before it is handled.
-                    node.log.push(m.clone());
+                    node.log.push(m);
                     node.max_log = node.max_log.max(node.log.len());
                 }
-                self.feed(to, Input::Message(m), true);
+                self.feed(to, input, true);
             }
             Event::Timer {
                 node,

@@ -478,7 +478,9 @@ fn the_durable_record_and_log_stay_small() {
             reach(&mut sim, &all(4), h + 10, 30_000);
         } else {
             assert_eq!(record as u64, signed, "an unpruned record holds every vote");
-            assert!(log > 3_000, "the unpruned log holds only {log}");
+            // Only messages that counted are logged (copies and stale ones
+            // are dropped before): still several a block.
+            assert!(log > 1_000, "the unpruned log holds only {log}");
         }
     }
 }

@@ -38,6 +38,7 @@ pub struct Metrics {
     pub admission_signatures_reused: Counter,
     pub admission_signatures_verified: Counter,
     pub consensus_timeouts: Counter,
+    pub consensus_messages_stale: Counter,
     pub block_execution_seconds: Histogram,
     pub block_commit_seconds: Histogram,
     pub evidence: Counter<u64, AtomicU64>,
@@ -70,6 +71,7 @@ impl Metrics {
             admission_signatures_reused: Counter::default(),
             admission_signatures_verified: Counter::default(),
             consensus_timeouts: Counter::default(),
+            consensus_messages_stale: Counter::default(),
             block_execution_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
             block_commit_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
             evidence: Counter::default(),
@@ -149,6 +151,11 @@ impl Metrics {
             "consensus_timeouts",
             "Consensus view timeouts",
             m.consensus_timeouts.clone(),
+        );
+        registry.register(
+            "consensus_messages_stale",
+            "Consensus messages from peers already counted or outside the window: not checked, not relayed",
+            m.consensus_messages_stale.clone(),
         );
         registry.register(
             "block_execution_seconds",

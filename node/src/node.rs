@@ -1662,18 +1662,32 @@ impl Driver {
                     p2p.report(id, source, false);
                     return Ok(());
                 };
-                let ns = self.shared.ledger.chain_id().as_str().as_bytes().to_vec();
-                let set = self.engine.validator_set();
-                let valid = match &m {
-                    Message::Vote(v) => v.vote.epoch() != set.epoch || v.verify(set, &ns).is_ok(),
-                    Message::Certificate(c) => {
-                        c.vote.epoch() != set.epoch || c.verify(set, &ns).is_ok()
-                    }
-                };
-                p2p.report(id, source, valid);
-                if valid {
+                if m.epoch() != self.engine.epoch() {
+                    // Another epoch's set is not ours to check it against:
+                    // passed on, and left to the engine (which takes only
+                    // its own epoch's).
+                    p2p.report(id, source, true);
                     self.wal.append(&WalRecord::Received(m.clone()), false)?;
-                    self.handle(Input::Message(m))?;
+                    return self.handle(Input::Message(m));
+                }
+                if !self.engine.is_new(&m) {
+                    // A copy of what is counted already, or outside the
+                    // window: no signature checked, nothing passed on. Each
+                    // validator sends its own votes and certificates to
+                    // every peer, so relaying copies only adds to the load.
+                    self.shared.metrics.consensus_messages_stale.inc();
+                    p2p.ignore(id, source);
+                    return Ok(());
+                }
+                // Checked once, here; the engine takes it as checked.
+                match self.engine.verify(m) {
+                    Ok(verified) => {
+                        p2p.report(id, source, true);
+                        self.wal
+                            .append(&WalRecord::Received(verified.message().clone()), false)?;
+                        self.handle(Input::Verified(verified))?;
+                    }
+                    Err(_) => p2p.report(id, source, false),
                 }
             }
             Topic::Blocks => {
