@@ -124,10 +124,12 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Init(args) => init(&args),
         Command::Start { home } => {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(node::start(&home))
+            let cfg = NodeConfig::load(&home)?;
+            let mut rt = tokio::runtime::Builder::new_multi_thread();
+            if cfg.worker_threads > 0 {
+                rt.worker_threads(cfg.worker_threads);
+            }
+            rt.enable_all().build()?.block_on(node::start(&home))
         }
         Command::Wallet { rpc, command } => {
             let rt = tokio::runtime::Builder::new_current_thread()

@@ -73,6 +73,13 @@ fn write(path: &Path, text: &str) -> Result<()> {
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
 
+/// Async worker threads for each of `validators` nodes sharing this
+/// machine: its cores shared among them, at least one each.
+fn worker_threads(validators: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    (cores / validators.max(1)).max(1)
+}
+
 /// Creates the homes and key files of a new testnet in `args.dir`.
 fn create(args: &TestnetArgs) -> Result<()> {
     let net = testnet(&TestnetOptions {
@@ -87,9 +94,13 @@ fn create(args: &TestnetArgs) -> Result<()> {
     net.spec.validate()?;
     let spec = net.spec.to_json();
     let p2p_addr = |i: usize| format!("/ip4/127.0.0.1/tcp/{}", args.p2p_port + i as u16);
+    let threads = worker_threads(net.validators.len());
     for (i, (operator, consensus)) in net.validators.iter().enumerate() {
         let home = args.dir.join(format!("node{i}"));
-        let mut cfg = NodeConfig::default();
+        let mut cfg = NodeConfig {
+            worker_threads: threads,
+            ..NodeConfig::default()
+        };
         cfg.rpc.listen = ([127, 0, 0, 1], args.rpc_port + i as u16).into();
         cfg.metrics.listen = ([127, 0, 0, 1], args.metrics_port + i as u16).into();
         cfg.p2p.listen = p2p_addr(i);
@@ -362,4 +373,20 @@ fn banner_and_file(
         &args.dir.join("testnet.json"),
         &serde_json::to_string_pretty(&file)?,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validators_on_one_machine_share_its_cores_for_worker_threads() {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        assert_eq!(worker_threads(1), cores);
+        assert_eq!(worker_threads(cores * 4), 1);
+        assert_eq!(worker_threads(0), cores);
+        if cores >= 4 {
+            assert_eq!(worker_threads(2), cores / 2);
+        }
+    }
 }
