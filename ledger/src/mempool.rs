@@ -104,24 +104,51 @@ struct SenderQueue {
     arrival: u64,
 }
 
-/// What a transaction could spend at most: the fee and the amounts it moves.
-fn spend(tx: &SignedTransaction, fee_asset: Symbol, fee: Amount) -> Vec<(Symbol, u128)> {
-    let mut out = vec![(fee_asset, fee.0)];
-    match &tx.tx.payload {
-        Payload::Transfer { asset, amount, .. } | Payload::Burn { asset, amount } => {
-            out.push((*asset, amount.0));
+/// What a transaction could spend at most, per asset: the fee, and the
+/// amount it moves (added to the fee's when it is the fee asset). Held
+/// inline: every admission and removal computes one.
+#[derive(Clone, Copy)]
+struct Spend {
+    items: [(Symbol, u128); 2],
+    len: usize,
+}
+
+impl Spend {
+    fn of(tx: &SignedTransaction, fee_asset: Symbol, fee: Amount) -> Spend {
+        let moved = match &tx.tx.payload {
+            Payload::Transfer { asset, amount, .. } | Payload::Burn { asset, amount } => {
+                Some((*asset, amount.0))
+            }
+            Payload::BatchTransfer { asset, payouts, .. } => Some((
+                *asset,
+                payouts
+                    .as_slice()
+                    .iter()
+                    .fold(0u128, |acc, p| acc.saturating_add(p.amount.0)),
+            )),
+            Payload::Bond { amount, .. } => Some((NATIVE, amount.0)),
+            _ => None,
+        };
+        let mut s = Spend {
+            items: [(fee_asset, fee.0), (fee_asset, 0)],
+            len: 1,
+        };
+        match moved {
+            Some((asset, amount)) if asset == fee_asset => {
+                s.items[0].1 = s.items[0].1.saturating_add(amount);
+            }
+            Some(other) => {
+                s.items[1] = other;
+                s.len = 2;
+            }
+            None => {}
         }
-        Payload::BatchTransfer { asset, payouts, .. } => {
-            let total = payouts
-                .as_slice()
-                .iter()
-                .fold(0u128, |acc, p| acc.saturating_add(p.amount.0));
-            out.push((*asset, total));
-        }
-        Payload::Bond { amount, .. } => out.push((NATIVE, amount.0)),
-        _ => {}
+        s
     }
-    out
+
+    fn iter(&self) -> impl Iterator<Item = (Symbol, u128)> + '_ {
+        self.items[..self.len].iter().copied()
+    }
 }
 
 impl SenderQueue {
@@ -134,7 +161,7 @@ impl SenderQueue {
 
     /// Adds (`add`) or takes away a transaction's spend.
     fn account_spend(&mut self, tx: &SignedTransaction, fee_asset: Symbol, fee: Amount, add: bool) {
-        for (asset, amount) in spend(tx, fee_asset, fee) {
+        for (asset, amount) in Spend::of(tx, fee_asset, fee).iter() {
             let i = match self.spend.iter().position(|(s, _)| *s == asset) {
                 Some(i) => i,
                 None => {
@@ -424,7 +451,7 @@ impl Mempool {
         // Pending spend per (sender, asset) including this batch's earlier
         // transactions, so a sender cannot over-commit within one batch.
         let mut pending_spend: HashMap<(Address, Symbol), u128> = HashMap::default();
-        let mut pending_nonces: HashMap<Address, HashSet<u64>> = HashMap::default();
+        let mut pending_nonces: HashSet<(Address, u64)> = HashSet::default();
         for (i, tx, hash, len) in candidates {
             let account_nonce = match self.check(
                 &tx,
@@ -527,7 +554,7 @@ impl Mempool {
         accounts: &HashMap<Address, Account>,
         seen: &mut HashSet<TxHash>,
         pending_spend: &mut HashMap<(Address, Symbol), u128>,
-        pending_nonces: &mut HashMap<Address, HashSet<u64>>,
+        pending_nonces: &mut HashSet<(Address, u64)>,
     ) -> Result<u64, AdmitError> {
         let p = ledger.params();
         if self.entries.contains_key(&hash) || !seen.insert(hash) {
@@ -571,8 +598,9 @@ impl Mempool {
             .into());
         }
         let queue = self.senders.get(&sender);
-        let batch_nonces = pending_nonces.entry(sender).or_default();
-        if queue.is_some_and(|q| q.by_nonce.contains_key(&nonce)) || batch_nonces.contains(&nonce) {
+        if queue.is_some_and(|q| q.by_nonce.contains_key(&nonce))
+            || pending_nonces.contains(&(sender, nonce))
+        {
             return Err(AdmitError::NonceTaken(nonce));
         }
         if acc.is_frozen(&p.fee_asset) {
@@ -580,13 +608,9 @@ impl Mempool {
         }
         // Balance: this transaction's spend plus everything pending from the
         // same sender must be covered by what the account holds now.
-        let mut own: BTreeMap<Symbol, u128> = BTreeMap::new();
-        for (asset, amount) in spend(tx, p.fee_asset, p.tx_fee) {
-            let e = own.entry(asset).or_default();
-            *e = e.saturating_add(amount);
-        }
-        let mut totals = Vec::with_capacity(own.len());
-        for (asset, amount) in own {
+        let own = Spend::of(tx, p.fee_asset, p.tx_fee);
+        let mut totals = own;
+        for (k, (asset, amount)) in own.iter().enumerate() {
             let already = match pending_spend.get(&(sender, asset)) {
                 Some(v) => *v,
                 None => queue.map_or(0, |q| q.spent(&asset)),
@@ -601,12 +625,12 @@ impl Mempool {
                 }
                 .into());
             }
-            totals.push((asset, total));
+            totals.items[k].1 = total;
         }
-        for (asset, total) in totals {
+        for (asset, total) in totals.iter() {
             pending_spend.insert((sender, asset), total);
         }
-        batch_nonces.insert(nonce);
+        pending_nonces.insert((sender, nonce));
         Ok(acc.nonce)
     }
 
