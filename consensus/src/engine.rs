@@ -1067,15 +1067,32 @@ mod tests {
         assert!(e.verify(nullify(1, 1, b"test-chain")).is_err());
     }
 
+    /// Validators 1 to 3's nullify votes of `epoch` (view 1), as
+    /// `verifier` checked them.
+    fn verified_nullifies(verifier: &Engine, epoch: Epoch) -> Vec<Verified> {
+        (1..4)
+            .map(|signer| {
+                verifier
+                    .verify(nullify(epoch, signer, b"test-chain"))
+                    .unwrap()
+            })
+            .collect()
+    }
+
+    /// Starts `e` and hands it `votes` as verified; returns what it did.
+    fn start_and_feed(e: &mut Engine, votes: Vec<Verified>) -> Vec<Action> {
+        let mut actions = e.handle(Input::Start, &mut Idle);
+        for v in votes {
+            actions.extend(e.handle(Input::Verified(v), &mut Idle));
+        }
+        actions
+    }
+
     #[test]
     fn verified_messages_count_as_messages_do() {
         let mut e = engine(0);
-        e.handle(Input::Start, &mut Idle);
-        let mut actions = Vec::new();
-        for signer in 1..4 {
-            let v = e.verify(nullify(0, signer, b"test-chain")).unwrap();
-            actions.extend(e.handle(Input::Verified(v), &mut Idle));
-        }
+        let votes = verified_nullifies(&e, 0);
+        let actions = start_and_feed(&mut e, votes);
         assert!(
             nullified(&actions),
             "three verified nullify votes: {actions:?}"
@@ -1086,14 +1103,9 @@ mod tests {
     fn a_message_verified_for_another_epoch_is_not_taken_as_verified() {
         // Engine 1 (epoch 1) vouches for epoch-1 votes; engine 0 is in epoch
         // 0 and must not count them.
-        let other = engine(1);
+        let votes = verified_nullifies(&engine(1), 1);
         let mut e = engine(0);
-        e.handle(Input::Start, &mut Idle);
-        let mut actions = Vec::new();
-        for signer in 1..4 {
-            let v = other.verify(nullify(1, signer, b"test-chain")).unwrap();
-            actions.extend(e.handle(Input::Verified(v), &mut Idle));
-        }
+        let actions = start_and_feed(&mut e, votes);
         assert!(!nullified(&actions), "{actions:?}");
         assert_eq!(e.rounds.get(&1).map_or(0, |r| r.seen.len()), 0);
     }
