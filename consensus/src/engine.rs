@@ -197,6 +197,21 @@ impl Verified {
     }
 }
 
+/// What [`Engine::screen`] made of a message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Screened {
+    /// Of another epoch: not checked (the engine takes only its own
+    /// epoch's messages).
+    OtherEpoch(Message),
+    /// Could change nothing (counted already, or outside the window): not
+    /// checked.
+    Stale,
+    /// New, and its signatures (or a certificate's quorum) fail.
+    Invalid,
+    /// New, and checked.
+    Verified(Verified),
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
     /// Persist this vote durably before performing any later action.
@@ -383,10 +398,8 @@ impl Engine {
                 }
             }
             Input::Message(m) => {
-                if self.is_new(&m) {
-                    if let Ok(v) = self.verify(m) {
-                        self.on_message(v.message, app);
-                    }
+                if let Screened::Verified(v) = self.screen(m) {
+                    self.on_message(v.message, app);
                 }
             }
             Input::Verified(v) => {
@@ -410,6 +423,22 @@ impl Engine {
             Message::Certificate(c) => c.verify(&self.set, &self.cfg.namespace)?,
         }
         Ok(Verified { message: m })
+    }
+
+    /// What a peer's message is to this engine, before anything is done
+    /// with it: only a new message of this epoch has its signatures
+    /// checked. The node judges gossip with it (what to log and relay).
+    pub fn screen(&self, m: Message) -> Screened {
+        if m.epoch() != self.set.epoch {
+            return Screened::OtherEpoch(m);
+        }
+        if !self.is_new(&m) {
+            return Screened::Stale;
+        }
+        match self.verify(m) {
+            Ok(v) => Screened::Verified(v),
+            Err(_) => Screened::Invalid,
+        }
     }
 
     /// A new message whose signatures are checked.
@@ -1065,6 +1094,21 @@ mod tests {
         v.signer = 2;
         assert!(e.verify(Message::Vote(v)).is_err());
         assert!(e.verify(nullify(1, 1, b"test-chain")).is_err());
+    }
+
+    #[test]
+    fn screening_checks_only_new_messages_of_the_engines_epoch() {
+        let mut e = engine(0);
+        e.handle(Input::Start, &mut Idle);
+        let vote = nullify(0, 1, b"test-chain");
+        let Screened::Verified(v) = e.screen(vote.clone()) else {
+            panic!("a new, validly signed vote is verified")
+        };
+        e.handle(Input::Verified(v), &mut Idle);
+        assert_eq!(e.screen(vote), Screened::Stale, "counted already");
+        let other = nullify(1, 2, b"test-chain");
+        assert_eq!(e.screen(other.clone()), Screened::OtherEpoch(other));
+        assert_eq!(e.screen(nullify(0, 2, b"other-chain")), Screened::Invalid);
     }
 
     /// Validators 1 to 3's nullify votes of `epoch` (view 1), as

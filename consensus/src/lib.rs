@@ -15,7 +15,9 @@ pub mod guard;
 pub mod sim;
 pub mod types;
 
-pub use engine::{Action, Application, Config, Engine, Input, Recovered, Timer, Verdict, Verified};
+pub use engine::{
+    Action, Application, Config, Engine, Input, Recovered, Screened, Timer, Verdict, Verified,
+};
 pub use guard::{Guard, Permit};
 pub use types::{
     Certificate, Digest, Epoch, Evidence, Message, Proposal, SignedVote, ValidatorIndex,

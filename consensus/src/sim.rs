@@ -45,7 +45,9 @@ use std::rc::Rc;
 
 use sou_types::{Hash, Keypair};
 
-use crate::engine::{Action, Application, Config, Engine, Input, Recovered, Timer, Verdict};
+use crate::engine::{
+    Action, Application, Config, Engine, Input, Recovered, Screened, Timer, Verdict,
+};
 use crate::guard::can_forget;
 use crate::types::{
     Certificate, Digest, Epoch, Evidence, Message, Proposal, SignedVote, ValidatorIndex,
@@ -1263,17 +1265,10 @@ impl Sim {
                 // As the node takes gossip: a message of the engine's epoch
                 // that could change nothing is dropped unchecked; one that
                 // could is checked once, logged, and handed over as checked.
-                let input = match &node.engine {
-                    Some(e) if m.epoch() == e.epoch() => {
-                        if !e.is_new(&m) {
-                            return;
-                        }
-                        match e.verify(m.clone()) {
-                            Ok(v) => Input::Verified(v),
-                            Err(_) => return,
-                        }
-                    }
-                    _ => Input::Message(m.clone()),
+                let input = match node.engine.as_ref().map(|e| e.screen(m.clone())) {
+                    Some(Screened::Stale | Screened::Invalid) => return,
+                    Some(Screened::Verified(v)) => Input::Verified(v),
+                    Some(Screened::OtherEpoch(_)) | None => Input::Message(m.clone()),
                 };
                 if !(self.cfg.prune_durable_state && settled) {
                     // Logged (durably) before it is handled.

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, Context, Result};
 use sou_consensus::{
     Action, Application, Certificate, Config as EngineConfig, Digest, Engine, Evidence, Input,
-    Message, Proposal, Recovered, Timer, ValidatorSet, Verdict, View,
+    Message, Proposal, Recovered, Screened, Timer, ValidatorSet, Verdict, View,
 };
 use sou_genesis::{ChainSpec, KeyFile};
 use sou_ledger::staking::epoch_of;
@@ -294,18 +294,16 @@ impl Shared {
             let pool = lock(&self.mempool);
             compact.fill(|h| pool.get(h))
         };
-        let lacking = match fill() {
+        let mut lacking = match fill() {
             Ok(block) => return Ok(block),
             Err(lacking) => lacking,
         };
-        let lacking = if self.await_admission(&lacking) {
-            match fill() {
+        if self.await_admission(&lacking) {
+            lacking = match fill() {
                 Ok(block) => return Ok(block),
                 Err(lacking) => lacking,
-            }
-        } else {
-            lacking
-        };
+            };
+        }
         let waiting: Vec<(SignedTransaction, TxHash)> = {
             let received = lock(&self.received);
             lacking
@@ -1662,32 +1660,31 @@ impl Driver {
                     p2p.report(id, source, false);
                     return Ok(());
                 };
-                if m.epoch() != self.engine.epoch() {
-                    // Another epoch's set is not ours to check it against:
-                    // passed on, and left to the engine (which takes only
-                    // its own epoch's).
-                    p2p.report(id, source, true);
-                    self.wal.append(&WalRecord::Received(m.clone()), false)?;
-                    return self.handle(Input::Message(m));
-                }
-                if !self.engine.is_new(&m) {
-                    // A copy of what is counted already, or outside the
-                    // window: no signature checked, nothing passed on. Each
-                    // validator sends its own votes and certificates to
-                    // every peer, so relaying copies only adds to the load.
-                    self.shared.metrics.consensus_messages_stale.inc();
-                    p2p.ignore(id, source);
-                    return Ok(());
-                }
-                // Checked once, here; the engine takes it as checked.
-                match self.engine.verify(m) {
-                    Ok(verified) => {
+                match self.engine.screen(m) {
+                    Screened::OtherEpoch(m) => {
+                        // Another epoch's set is not ours to check it
+                        // against: passed on, and left to the engine.
+                        p2p.report(id, source, true);
+                        self.wal.append(&WalRecord::Received(m.clone()), false)?;
+                        self.handle(Input::Message(m))?;
+                    }
+                    Screened::Stale => {
+                        // A copy of what is counted already, or outside the
+                        // window: no signature checked, nothing passed on.
+                        // Each validator sends its own votes and
+                        // certificates to every peer, so relaying copies
+                        // only adds to the load.
+                        self.shared.metrics.consensus_messages_stale.inc();
+                        p2p.ignore(id, source);
+                    }
+                    Screened::Invalid => p2p.report(id, source, false),
+                    // Checked once, here; the engine takes it as checked.
+                    Screened::Verified(verified) => {
                         p2p.report(id, source, true);
                         self.wal
                             .append(&WalRecord::Received(verified.message().clone()), false)?;
                         self.handle(Input::Verified(verified))?;
                     }
-                    Err(_) => p2p.report(id, source, false),
                 }
             }
             Topic::Blocks => {
