@@ -37,6 +37,7 @@ pub struct Metrics {
     pub block_signatures_reused: Counter,
     pub admission_signatures_reused: Counter,
     pub admission_signatures_verified: Counter,
+    pub admission_signature_batches: Counter,
     pub consensus_timeouts: Counter,
     pub consensus_messages_stale: Counter,
     pub block_execution_seconds: Histogram,
@@ -70,6 +71,7 @@ impl Metrics {
             block_signatures_reused: Counter::default(),
             admission_signatures_reused: Counter::default(),
             admission_signatures_verified: Counter::default(),
+            admission_signature_batches: Counter::default(),
             consensus_timeouts: Counter::default(),
             consensus_messages_stale: Counter::default(),
             block_execution_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
@@ -146,6 +148,11 @@ impl Metrics {
             "admission_signatures_verified",
             "Signatures verified admitting transactions (from clients and from peers)",
             m.admission_signatures_verified.clone(),
+        );
+        registry.register(
+            "admission_signature_batches",
+            "Batch signature checks admitting transactions: admission_signatures_verified divided by this is the mean batch",
+            m.admission_signature_batches.clone(),
         );
         registry.register(
             "consensus_timeouts",
