@@ -48,6 +48,7 @@ pub struct Metrics {
     pub proposal_to_finality_seconds: Histogram,
     pub fetched_transactions: Counter,
     pub block_transactions_unadmitted: Counter,
+    pub block_admission_wait_seconds: Counter<f64, AtomicU64>,
     pub reconnects: Counter,
     pub fetched_blocks: Counter,
     pub process_cpu_seconds: Gauge<f64, AtomicU64>,
@@ -82,6 +83,7 @@ impl Metrics {
             proposal_to_finality_seconds: Histogram::new(exponential_buckets(0.005, 1.25, 32)),
             fetched_transactions: Counter::default(),
             block_transactions_unadmitted: Counter::default(),
+            block_admission_wait_seconds: Counter::default(),
             reconnects: Counter::default(),
             fetched_blocks: Counter::default(),
             process_cpu_seconds: Gauge::default(),
@@ -199,6 +201,11 @@ impl Metrics {
             "block_transactions_unadmitted",
             "Transactions of peers' compact blocks taken from gossip still waiting for admission, instead of fetched",
             m.block_transactions_unadmitted.clone(),
+        );
+        registry.register(
+            "block_admission_wait_seconds",
+            "Time peers' compact blocks waited for the admission thread to finish admitting their transactions",
+            m.block_admission_wait_seconds.clone(),
         );
         registry.register(
             "p2p_reconnects",

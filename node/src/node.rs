@@ -355,7 +355,8 @@ impl Shared {
     /// Waits, up to [`ADMISSION_WAIT`], until the admission thread is done
     /// with those of `hashes` it is admitting now; whether it waited.
     fn await_admission(&self, hashes: &[TxHash]) -> bool {
-        let deadline = Instant::now() + ADMISSION_WAIT;
+        let start = Instant::now();
+        let deadline = start + ADMISSION_WAIT;
         let mut received = lock(&self.received);
         let mut waited = false;
         while hashes.iter().any(|h| received.in_admission(h)) {
@@ -368,6 +369,11 @@ impl Shared {
                 .admission_done
                 .wait_timeout(received, left)
                 .map_or_else(|e| e.into_inner().0, |(g, _)| g);
+        }
+        if waited {
+            self.metrics
+                .block_admission_wait_seconds
+                .inc_by(start.elapsed().as_secs_f64());
         }
         waited
     }
@@ -2813,6 +2819,12 @@ mod tests {
         assert_eq!(counts(&f), (0, 0), "(verified, reused)");
         assert_eq!(f.shared.metrics.block_transactions_unadmitted.get(), 0);
         assert_eq!(f.shared.metrics.admission_signatures_verified.get(), 1);
+        // The wait is counted (the admission took at least 100 ms).
+        let waited = f.shared.metrics.block_admission_wait_seconds.get();
+        assert!(
+            (0.1..ADMISSION_WAIT.as_secs_f64()).contains(&waited),
+            "{waited}"
+        );
     }
 
     #[test]
@@ -2827,6 +2839,8 @@ mod tests {
         // Verified on the consensus thread after all.
         assert_eq!(counts(&f), (1, 0), "(verified, reused)");
         assert_eq!(f.shared.metrics.block_transactions_unadmitted.get(), 1);
+        let waited = f.shared.metrics.block_admission_wait_seconds.get();
+        assert!(waited >= ADMISSION_WAIT.as_secs_f64(), "{waited}");
     }
 
     #[test]
