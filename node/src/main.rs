@@ -129,7 +129,7 @@ fn run(cli: Cli) -> Result<()> {
             if cfg.worker_threads > 0 {
                 rt.worker_threads(cfg.worker_threads);
             }
-            rt.enable_all().build()?.block_on(node::start(&home))
+            rt.enable_all().build()?.block_on(node::start(&home, cfg))
         }
         Command::Wallet { rpc, command } => {
             let rt = tokio::runtime::Builder::new_current_thread()
