@@ -347,7 +347,7 @@ impl<R: StateReader> BlockExecutor<'_, R> {
             })?;
         self.track_liveness()?;
         let length = self.params.epoch_length_blocks.max(1);
-        if self.ctx.height % length == 0 {
+        if self.ctx.height.is_multiple_of(length) {
             self.elect(self.ctx.height / length)?;
         }
         Ok(())

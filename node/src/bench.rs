@@ -750,8 +750,9 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let (rate_one_core, slowest, fastest) = tokio::task::spawn_blocking(verify_rate).await?;
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let ceiling = rate_one_core * cores as f64 / validators as f64;
+    let backend = sou_types::crypto::verify_backend();
     println!(
-        "  {rate_one_core:.0} signatures/s per core (median of {VERIFY_ROUNDS} rounds, {slowest:.0}-{fastest:.0}) x {cores} cores / {validators} validators = ceiling {ceiling:.0} transfers/s"
+        "  {rate_one_core:.0} signatures/s per core ({backend}; median of {VERIFY_ROUNDS} rounds, {slowest:.0}-{fastest:.0}) x {cores} cores / {validators} validators = ceiling {ceiling:.0} transfers/s"
     );
 
     // Fund the senders (fees for every transfer of every step, plus the
@@ -910,6 +911,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     report["validators"] = json!(validators);
     report["cores"] = json!(cores);
     report["verify_rate_per_core"] = json!(rate_one_core);
+    report["verify_backend"] = json!(backend);
     report["steps"] = json!(steps);
     report["self_check"] = json!("passed");
     if args.rate.len() > 1 {

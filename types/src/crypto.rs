@@ -71,6 +71,27 @@ pub fn verify_batch(items: &[(PublicKey, Hash, Signature)]) -> Vec<bool> {
     ok
 }
 
+/// The arithmetic ed25519 verification runs on, on this machine:
+/// `avx512ifma` when curve25519-dalek was built with its AVX-512 backend
+/// (`.cargo/config.toml` asks for it; it is chosen at run time) and the CPU
+/// has AVX-512 IFMA, else `avx2`, else `serial`. Batch verification is
+/// about a third faster with the first than with the second.
+pub fn verify_backend() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if cfg!(curve25519_dalek_backend = "avx512")
+            && std::arch::is_x86_feature_detected!("avx512ifma")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+        {
+            return "avx512ifma";
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            return "avx2";
+        }
+    }
+    "serial"
+}
+
 /// Most decompressed keys kept (about 200 bytes each).
 const KEY_CACHE_MAX: usize = 1 << 17;
 
@@ -313,6 +334,39 @@ mod tests {
         bad[5].0 = PublicKey([0; 32]); // weak / not a usable key
         let ok = verify_batch(&bad);
         assert_eq!(ok, vec![true, true, true, false, true, false, true, true]);
+    }
+
+    /// Batches past a few hundred take the multiscalar path (Pippenger) of
+    /// the vector backend in use: a bad signature among them is still
+    /// found, and only it.
+    #[test]
+    fn a_large_batch_isolates_a_bad_item() {
+        let mut items: Vec<_> = (0..600u32)
+            .map(|i| {
+                let k = Keypair::derive_insecure(2, &format!("k{i}"));
+                let m = Hash::domain("sou test v1", &i.to_be_bytes());
+                (k.public(), m, k.sign(&m))
+            })
+            .collect();
+        assert!(verify_batch(&items).iter().all(|ok| *ok));
+        items[417].1 = Hash::domain("sou test v1", b"another message");
+        let ok = verify_batch(&items);
+        assert!(!ok[417]);
+        assert_eq!(ok.iter().filter(|ok| **ok).count(), 599);
+    }
+
+    /// On a CPU with AVX-512 IFMA, the faster backend is the one in use:
+    /// fails if the build lost `.cargo/config.toml`'s backend setting.
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn the_avx512_backend_is_used_where_the_cpu_has_it() {
+        let ifma = std::arch::is_x86_feature_detected!("avx512ifma")
+            && std::arch::is_x86_feature_detected!("avx512vl");
+        if ifma {
+            assert_eq!(verify_backend(), "avx512ifma");
+        } else {
+            assert_ne!(verify_backend(), "avx512ifma");
+        }
     }
 
     #[test]

@@ -405,7 +405,7 @@ impl Chain {
     /// returns the epoch that starts next.
     pub fn run_to_epoch_end(&mut self) -> u64 {
         let len = self.ledger.params().epoch_length_blocks;
-        while self.ledger.tip().height % len != 0 {
+        while !self.ledger.tip().height.is_multiple_of(len) {
             self.block(vec![]);
         }
         self.ledger.tip().height / len
