@@ -21,6 +21,13 @@ ensure_system_deps() {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
   command -v cargo >/dev/null 2>&1 || { echo "error: cargo not found; install Rust from https://rustup.rs" >&2; exit 1; }
+  # The workspace's rust-version: AVX-512 code in curve25519-dalek needs it.
+  local minor
+  minor="$(rustc --version | sed -E 's/^rustc 1\.([0-9]+).*/\1/')"
+  if [ "${minor:-0}" -lt 89 ] 2>/dev/null; then
+    echo "error: Rust 1.89 or newer is needed ($(rustc --version)); run: rustup update stable" >&2
+    exit 1
+  fi
   local multiarch
   multiarch="$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)"
   export ROCKSDB_LIB_DIR="${ROCKSDB_LIB_DIR:-/usr/lib/$multiarch}"
