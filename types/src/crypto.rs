@@ -363,7 +363,12 @@ mod tests {
         let ifma = std::arch::is_x86_feature_detected!("avx512ifma")
             && std::arch::is_x86_feature_detected!("avx512vl");
         if ifma {
-            assert_eq!(verify_backend(), "avx512ifma");
+            assert_eq!(
+                verify_backend(),
+                "avx512ifma",
+                "the CPU has AVX-512 IFMA but curve25519-dalek's AVX-512 backend was not \
+                 built: a RUSTFLAGS in the environment replaces .cargo/config.toml's"
+            );
         } else {
             assert_ne!(verify_backend(), "avx512ifma");
         }
