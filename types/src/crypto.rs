@@ -79,7 +79,14 @@ pub fn verify_batch(items: &[(PublicKey, Hash, Signature)]) -> Vec<bool> {
 pub fn verify_backend() -> &'static str {
     #[cfg(target_arch = "x86_64")]
     {
-        if cfg!(curve25519_dalek_backend = "avx512")
+        // Asked for by the config, or picked by curve25519-dalek itself
+        // when the build targets a CPU with IFMA (`-C target-cpu=native`).
+        let built = cfg!(curve25519_dalek_backend = "avx512")
+            || cfg!(all(
+                target_feature = "avx512ifma",
+                target_feature = "avx512vl"
+            ));
+        if built
             && std::arch::is_x86_feature_detected!("avx512ifma")
             && std::arch::is_x86_feature_detected!("avx512vl")
         {
