@@ -363,7 +363,8 @@ mod tests {
     }
 
     /// On a CPU with AVX-512 IFMA, the faster backend is the one in use:
-    /// fails if the build lost `.cargo/config.toml`'s backend setting.
+    /// fails if the build lost `.cargo/config.toml`'s backend setting. On
+    /// other CPUs there is nothing to check.
     #[test]
     #[cfg(target_arch = "x86_64")]
     fn the_avx512_backend_is_used_where_the_cpu_has_it() {
@@ -376,8 +377,6 @@ mod tests {
                 "the CPU has AVX-512 IFMA but curve25519-dalek's AVX-512 backend was not \
                  built: a RUSTFLAGS in the environment replaces .cargo/config.toml's"
             );
-        } else {
-            assert_ne!(verify_backend(), "avx512ifma");
         }
     }
 
