@@ -339,7 +339,7 @@ impl ChainSpec {
     /// The ledger's initial state.
     pub fn genesis_state(&self) -> GenesisState {
         GenesisState {
-            chain_id: self.chain_id.clone(),
+            chain_id: self.chain_id,
             genesis_time_ms: self.genesis_time_ms,
             params: self.params.clone(),
             assets: self

@@ -128,7 +128,7 @@ fn main() {
     };
     let dir = tempfile::tempdir().unwrap();
     let ledger = Ledger::init(&dir.path().join("db"), &genesis).unwrap();
-    let chain_id = ledger.chain_id().clone();
+    let chain_id = *ledger.chain_id();
 
     println!(
         "sou-ledger execute benchmark: {} blocks of {} transfers among {} accounts (one core)",
@@ -146,7 +146,7 @@ fn main() {
                     let nonce = nonces[from];
                     nonces[from] += 1;
                     Transaction {
-                        chain_id: chain_id.clone(),
+                        chain_id,
                         sender: keys[from].address(),
                         nonce,
                         max_fee: Amount(100),

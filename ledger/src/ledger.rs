@@ -101,7 +101,7 @@ impl StateReader for EmptyState {
 /// Executes the genesis state into block 0.
 fn genesis_block(g: &GenesisState) -> Result<ExecutedBlock> {
     let ctx = BlockContext {
-        chain_id: g.chain_id.clone(),
+        chain_id: g.chain_id,
         height: 0,
         parent: Hash::ZERO,
         proposer: Address([0; 32]),
@@ -199,7 +199,7 @@ impl Ledger {
         })?;
         let params = StateCache::new(&store).params()?;
         Ok(Ledger {
-            chain_id: tip_header.chain_id.clone(),
+            chain_id: tip_header.chain_id,
             store,
             params,
             tip: RwLock::new((tip, tip_header)),
@@ -231,7 +231,7 @@ impl Ledger {
                 .ok_or_else(|| corrupt(height, "missing".into()))?;
             let h = block.header.clone();
             let ctx = BlockContext {
-                chain_id: h.chain_id.clone(),
+                chain_id: h.chain_id,
                 height: h.height,
                 parent: h.parent,
                 proposer: h.proposer,
@@ -300,7 +300,7 @@ impl Ledger {
     ) -> Result<BlockExecutor<'_, Store>> {
         let tip = self.tip();
         let ctx = BlockContext {
-            chain_id: self.chain_id.clone(),
+            chain_id: self.chain_id,
             height: tip.height + 1,
             parent: tip.hash,
             proposer,
@@ -376,7 +376,7 @@ impl Ledger {
     ) -> Result<(ExecutedBlock, Applied)> {
         let (overlay, parent) = self.layered(ancestors)?;
         let ctx = BlockContext {
-            chain_id: self.chain_id.clone(),
+            chain_id: self.chain_id,
             height: parent.height + 1,
             parent: parent.hash(),
             proposer,
@@ -435,7 +435,7 @@ impl Ledger {
             return Err(invalid("timestamp is before the parent's".into()));
         }
         let ctx = BlockContext {
-            chain_id: self.chain_id.clone(),
+            chain_id: self.chain_id,
             height: h.height,
             parent: parent_hash,
             proposer: h.proposer,

@@ -79,7 +79,7 @@ struct Chain {
 
 fn sign(chain: &Chain, key: &Keypair, nonce: u64, payload: Payload) -> SignedTransaction {
     Transaction {
-        chain_id: chain.chain_id.clone(),
+        chain_id: chain.chain_id,
         sender: key.address(),
         nonce,
         max_fee: chain.fee,

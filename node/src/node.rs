@@ -2396,7 +2396,7 @@ mod tests {
     fn signed(f: &Fixture, from: usize, nonce: u64, payload: Payload) -> SignedTransaction {
         let ledger = &f.shared.ledger;
         Transaction {
-            chain_id: ledger.chain_id().clone(),
+            chain_id: *ledger.chain_id(),
             sender: f.accounts[from].address(),
             nonce,
             max_fee: ledger.params().tx_fee,

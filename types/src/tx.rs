@@ -22,9 +22,15 @@ const TX_HASH_CONTEXT: &str = "sou transaction v1";
 pub type TxHash = Hash;
 
 /// The chain a transaction is meant for, so that it cannot be replayed on
-/// another chain: 1 to 32 characters of `a-z`, `0-9` and `-`.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, BorshSerialize)]
-pub struct ChainId(String);
+/// another chain: 1 to 32 characters of `a-z`, `0-9` and `-`. Held inline:
+/// every transaction carries one, and a heap string cost an allocation for
+/// each transaction decoded, copied and dropped on the hot path. Encoded
+/// and ordered as the string.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ChainId {
+    len: u8,
+    bytes: [u8; MAX_CHAIN_ID_BYTES],
+}
 
 impl ChainId {
     pub fn new(s: &str) -> Result<ChainId> {
@@ -32,39 +38,62 @@ impl ChainId {
             && s.len() <= MAX_CHAIN_ID_BYTES
             && s.bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        if ok {
-            Ok(ChainId(s.to_string()))
-        } else {
-            Err(Error::ChainId {
+        if !ok {
+            return Err(Error::ChainId {
                 input: s.to_string(),
-            })
+            });
         }
+        let mut bytes = [0u8; MAX_CHAIN_ID_BYTES];
+        bytes[..s.len()].copy_from_slice(s.as_bytes());
+        Ok(ChainId {
+            len: s.len() as u8,
+            bytes,
+        })
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        // Constructed only from validated ASCII.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or("")
+    }
+}
+
+impl PartialOrd for ChainId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ChainId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl BorshSerialize for ChainId {
+    fn serialize<W: borsh::io::Write>(&self, w: &mut W) -> borsh::io::Result<()> {
+        self.as_str().serialize(w)
     }
 }
 
 impl BorshDeserialize for ChainId {
     fn deserialize_reader<R: borsh::io::Read>(r: &mut R) -> borsh::io::Result<Self> {
         let len = read_bounded_len(r, MAX_CHAIN_ID_BYTES)?;
-        let mut buf = vec![0u8; len];
-        r.read_exact(&mut buf)?;
-        let s = String::from_utf8(buf).map_err(|_| invalid("chain id is not UTF-8"))?;
-        ChainId::new(&s).map_err(|e| invalid(e.to_string()))
+        let mut buf = [0u8; MAX_CHAIN_ID_BYTES];
+        r.read_exact(&mut buf[..len])?;
+        let s = std::str::from_utf8(&buf[..len]).map_err(|_| invalid("chain id is not UTF-8"))?;
+        ChainId::new(s).map_err(|e| invalid(e.to_string()))
     }
 }
 
 impl fmt::Display for ChainId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
 impl fmt::Debug for ChainId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
@@ -676,6 +705,29 @@ pub(crate) mod tests {
         for bad in ["", "Sou", "a b", &"x".repeat(33)] {
             assert!(ChainId::new(bad).is_err(), "{bad:?}");
         }
+        let longest = "z".repeat(32);
+        assert_eq!(ChainId::new(&longest).unwrap().as_str(), longest);
+    }
+
+    #[test]
+    fn a_chain_id_is_encoded_and_ordered_as_its_string() {
+        for s in ["a", "sou-devnet-1", &"9".repeat(32)] {
+            let id = ChainId::new(s).unwrap();
+            assert_eq!(
+                borsh::to_vec(&id).unwrap(),
+                borsh::to_vec(&s.to_string()).unwrap()
+            );
+            assert_eq!(
+                borsh::from_slice::<ChainId>(&borsh::to_vec(&id).unwrap()).unwrap(),
+                id
+            );
+        }
+        // Shorter is not smaller: "b" sorts after "ab", as strings do.
+        assert!(ChainId::new("b").unwrap() > ChainId::new("ab").unwrap());
+        // A length over the limit is refused before anything is read.
+        let mut long = borsh::to_vec(&"x".repeat(33)).unwrap();
+        long.truncate(4);
+        assert!(borsh::from_slice::<ChainId>(&long).is_err());
     }
 
     proptest! {

@@ -603,7 +603,7 @@ fn one_transfer(c: &Chain) -> (sou_ledger::ExecutedBlock, usize) {
     };
     let tip = c.ledger.tip();
     let ctx = sou_ledger::BlockContext {
-        chain_id: c.ledger.chain_id().clone(),
+        chain_id: *c.ledger.chain_id(),
         height: tip.height + 1,
         parent: tip.hash,
         proposer: c.keys.validators[0].address(),

@@ -189,7 +189,7 @@ fn expired_transactions_leave_and_give_their_spend_back() {
     let mut m = pool();
     let tip = c.ledger.tip().height;
     let short = Transaction {
-        chain_id: c.ledger.chain_id().clone(),
+        chain_id: *c.ledger.chain_id(),
         sender: user.address(),
         nonce: 0,
         max_fee: FEE,
@@ -224,10 +224,10 @@ fn transactions_sharing_an_expiry_height_expire_together() {
     let b = c.user(1).clone_key();
     let to = c.addr(2);
     let tip = c.ledger.tip().height;
-    let chain_id = c.ledger.chain_id().clone();
+    let chain_id = *c.ledger.chain_id();
     let tx = |key: &sou_types::Keypair, nonce: u64, expiry_height: u64| {
         Transaction {
-            chain_id: chain_id.clone(),
+            chain_id,
             sender: key.address(),
             nonce,
             max_fee: FEE,

@@ -718,7 +718,7 @@ impl Run {
             let committed = ledger.account(&sender).unwrap().nonce;
             let nonce = *next.entry(sender).or_insert(committed);
             let mut tx = Transaction {
-                chain_id: ledger.chain_id().clone(),
+                chain_id: *ledger.chain_id(),
                 sender,
                 nonce,
                 max_fee: FEE,

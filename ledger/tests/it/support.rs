@@ -244,7 +244,7 @@ impl Chain {
 
     pub fn tx_nonce(&self, key: &Keypair, nonce: u64, payload: Payload) -> SignedTransaction {
         Transaction {
-            chain_id: self.ledger.chain_id().clone(),
+            chain_id: *self.ledger.chain_id(),
             sender: key.address(),
             nonce,
             max_fee: FEE,
