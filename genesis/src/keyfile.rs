@@ -28,12 +28,9 @@ impl KeyFile {
 
     /// The key pair, after checking that the secret matches the address.
     pub fn keypair(&self) -> std::result::Result<Keypair, String> {
-        let digits = self
-            .secret_key
-            .strip_prefix("0x")
-            .unwrap_or(&self.secret_key);
+        // An optional `0x`, which the hex crate takes off.
         let mut secret = [0u8; 32];
-        hex::decode_to_slice(digits, &mut secret)
+        hex::decode_to_slice(&self.secret_key, &mut secret)
             .map_err(|e| format!("secret_key is not 32 bytes of hex: {e}"))?;
         let k = Keypair::from_secret(secret);
         if k.address() != self.address || k.public() != self.public_key {

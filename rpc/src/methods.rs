@@ -58,8 +58,8 @@ where
 
 /// Decodes a raw transaction; a refusal is counted by the node.
 fn decode_raw(ctx: &Ctx, raw: &str) -> RpcResult<SignedTransaction> {
-    let digits = raw.strip_prefix("0x").unwrap_or(raw);
-    let bytes = hex::decode(digits).map_err(|e| {
+    // An optional `0x`, which the hex crate takes off.
+    let bytes = hex::decode(raw).map_err(|e| {
         ctx.backend.rejected(REASON_MALFORMED);
         invalid_params(format!("raw transaction is not hex: {e}"))
     })?;

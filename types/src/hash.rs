@@ -107,11 +107,11 @@ impl fmt::Debug for Hash {
     }
 }
 
-/// Parses `0x`-prefixed (or bare) hex of exactly `N` bytes.
+/// Parses `0x`-prefixed (or bare) hex of exactly `N` bytes. (The hex
+/// crate takes the one optional `0x` off itself.)
 pub(crate) fn parse_hex_array<const N: usize>(s: &str) -> Result<[u8; N]> {
-    let digits = s.strip_prefix("0x").unwrap_or(s);
     let mut out = [0u8; N];
-    hex::decode_to_slice(digits, &mut out).map_err(|e| Error::Hex {
+    hex::decode_to_slice(s, &mut out).map_err(|e| Error::Hex {
         input: s.to_string(),
         reason: format!("{e} (expected {N} bytes as {} hex digits)", N * 2),
     })?;
@@ -168,6 +168,14 @@ mod tests {
             prop_assert_eq!(&h.to_string(), &text);
             prop_assert_eq!(serde_json::to_string(&h).unwrap(), format!("\"{text}\""));
             prop_assert_eq!(serde_json::from_str::<Hash>(&format!("\"{text}\"")).unwrap(), h);
+            // Bare hex reads too; a second `0x`, an odd digit or a short
+            // hash does not.
+            prop_assert_eq!(text[2..].parse::<Hash>().unwrap(), h);
+            let twice = format!("0x{text}");
+            let odd = format!("{text}0");
+            prop_assert!(twice.parse::<Hash>().is_err());
+            prop_assert!(odd.parse::<Hash>().is_err());
+            prop_assert!(text[..64].parse::<Hash>().is_err());
         }
 
         /// A domain's hash is the derive-key hash of its context, whatever
