@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use borsh::{BorshDeserialize, BorshSerialize};
 
-use crate::codec::invalid;
+use crate::codec::{invalid, InlineStr};
 use crate::crypto::serde_via_str;
 use crate::limits::MAX_SYMBOL_BYTES;
 use crate::{Error, Result};
@@ -13,57 +13,44 @@ use crate::{Error, Result};
 /// An asset's symbol: 1 to 8 characters of `A-Z` and `0-9`, starting with a
 /// letter. Stored inline (no allocation) and compared as bytes.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Symbol {
-    len: u8,
-    bytes: [u8; MAX_SYMBOL_BYTES],
-}
+pub struct Symbol(InlineStr<MAX_SYMBOL_BYTES>);
 
 /// The native token: staked by validators and delegators.
-pub const NATIVE: Symbol = Symbol {
-    len: 3,
-    bytes: *b"SOU\0\0\0\0\0",
+pub const NATIVE: Symbol = match InlineStr::new("SOU") {
+    Some(s) => Symbol(s),
+    None => panic!("the native symbol fits"),
 };
 
 impl Symbol {
     pub fn new(s: &str) -> Result<Symbol> {
         let b = s.as_bytes();
         let valid = !b.is_empty()
-            && b.len() <= MAX_SYMBOL_BYTES
             && b[0].is_ascii_uppercase()
             && b.iter()
                 .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
-        if !valid {
-            return Err(Error::Symbol {
+        match InlineStr::new(s) {
+            Some(inline) if valid => Ok(Symbol(inline)),
+            _ => Err(Error::Symbol {
                 input: s.to_string(),
-            });
+            }),
         }
-        let mut bytes = [0u8; MAX_SYMBOL_BYTES];
-        bytes[..b.len()].copy_from_slice(b);
-        Ok(Symbol {
-            len: b.len() as u8,
-            bytes,
-        })
     }
 
     pub fn as_str(&self) -> &str {
-        // Constructed only from validated ASCII.
-        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or("")
+        self.0.as_str()
     }
 }
 
 impl BorshSerialize for Symbol {
     fn serialize<W: borsh::io::Write>(&self, w: &mut W) -> borsh::io::Result<()> {
-        self.as_str().serialize(w)
+        self.0.serialize(w)
     }
 }
 
 impl BorshDeserialize for Symbol {
     fn deserialize_reader<R: borsh::io::Read>(r: &mut R) -> borsh::io::Result<Self> {
-        let len = crate::codec::read_bounded_len(r, MAX_SYMBOL_BYTES)?;
-        let mut buf = [0u8; MAX_SYMBOL_BYTES];
-        r.read_exact(&mut buf[..len])?;
-        let s = std::str::from_utf8(&buf[..len]).map_err(|_| invalid("symbol is not UTF-8"))?;
-        Symbol::new(s).map_err(|e| invalid(e.to_string()))
+        let raw = InlineStr::<MAX_SYMBOL_BYTES>::deserialize_reader(r)?;
+        Symbol::new(raw.as_str()).map_err(|e| invalid(e.to_string()))
     }
 }
 

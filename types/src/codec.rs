@@ -46,3 +46,54 @@ pub(crate) fn read_bounded_len<R: borsh::io::Read>(
 pub(crate) fn invalid(msg: impl Into<String>) -> borsh::io::Error {
     borsh::io::Error::new(borsh::io::ErrorKind::InvalidData, msg.into())
 }
+
+/// A short ASCII string held inline, at most `N` (< 256) bytes: what
+/// [`Symbol`](crate::Symbol) and [`ChainId`](crate::tx::ChainId) are made
+/// of, so that copying a transaction allocates nothing for them. Encoded as
+/// a borsh string; the types that hold one check its characters.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct InlineStr<const N: usize> {
+    len: u8,
+    bytes: [u8; N],
+}
+
+impl<const N: usize> InlineStr<N> {
+    /// `s`, if it is at most `N` bytes.
+    pub(crate) const fn new(s: &str) -> Option<Self> {
+        let b = s.as_bytes();
+        if b.len() > N {
+            return None;
+        }
+        let mut bytes = [0u8; N];
+        let mut i = 0;
+        while i < b.len() {
+            bytes[i] = b[i];
+            i += 1;
+        }
+        Some(InlineStr {
+            len: b.len() as u8,
+            bytes,
+        })
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        // Made only from a `&str`, cut at its end.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or("")
+    }
+}
+
+impl<const N: usize> BorshSerialize for InlineStr<N> {
+    fn serialize<W: borsh::io::Write>(&self, w: &mut W) -> borsh::io::Result<()> {
+        self.as_str().serialize(w)
+    }
+}
+
+impl<const N: usize> BorshDeserialize for InlineStr<N> {
+    fn deserialize_reader<R: borsh::io::Read>(r: &mut R) -> borsh::io::Result<Self> {
+        let len = read_bounded_len(r, N)?;
+        let mut buf = [0u8; N];
+        r.read_exact(&mut buf[..len])?;
+        let s = std::str::from_utf8(&buf[..len]).map_err(|_| invalid("text is not UTF-8"))?;
+        InlineStr::new(s).ok_or_else(|| invalid("text too long"))
+    }
+}

@@ -71,33 +71,14 @@ impl Domain {
     }
 }
 
-impl Hash {
-    /// `0x` and 64 hex digits, written into `buf` (no allocation: explorers
-    /// and the bench read blocks of thousands of hashes as JSON).
-    fn hex<'a>(&self, buf: &'a mut [u8; 66]) -> &'a str {
-        buf[..2].copy_from_slice(b"0x");
-        // 32 bytes always fit 64 digits, and hex digits are ASCII.
-        let _ = hex::encode_to_slice(self.0, &mut buf[2..]);
-        std::str::from_utf8(buf).unwrap_or("")
-    }
-}
-
 impl fmt::Display for Hash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.hex(&mut [0; 66]))
-    }
-}
-
-impl serde::Serialize for Hash {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.serialize_str(self.hex(&mut [0; 66]))
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Hash {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let s = <String as serde::Deserialize>::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
+        // From a buffer on the stack: explorers and the bench read blocks
+        // of thousands of hashes as JSON, which writes each through this.
+        let mut buf = [0u8; 66];
+        buf[..2].copy_from_slice(b"0x");
+        hex::encode_to_slice(self.0, &mut buf[2..]).map_err(|_| fmt::Error)?;
+        f.write_str(std::str::from_utf8(&buf).map_err(|_| fmt::Error)?)
     }
 }
 
@@ -124,6 +105,8 @@ impl FromStr for Hash {
         parse_hex_array(s).map(Hash)
     }
 }
+
+crate::crypto::serde_via_str!(Hash);
 
 /// Binary Merkle root over `leaves` (RFC 6962 shape: leaves and inner nodes
 /// hashed in different domains, an odd node promoted unchanged). The root of

@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 
 use borsh::{BorshDeserialize, BorshSerialize};
 
-use crate::codec::{decode_bounded, encode, invalid, read_bounded_len};
+use crate::codec::{decode_bounded, encode, invalid, read_bounded_len, InlineStr};
 use crate::crypto::serde_via_str;
 use crate::hash::Domain;
 use crate::limits::{MAX_BATCH_RECIPIENTS, MAX_CHAIN_ID_BYTES, MAX_MEMO_BYTES, MAX_TX_BYTES};
@@ -27,33 +27,23 @@ pub type TxHash = Hash;
 /// each transaction decoded, copied and dropped on the hot path. Encoded
 /// and ordered as the string.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ChainId {
-    len: u8,
-    bytes: [u8; MAX_CHAIN_ID_BYTES],
-}
+pub struct ChainId(InlineStr<MAX_CHAIN_ID_BYTES>);
 
 impl ChainId {
     pub fn new(s: &str) -> Result<ChainId> {
-        let ok = !s.is_empty()
-            && s.len() <= MAX_CHAIN_ID_BYTES
+        let valid = !s.is_empty()
             && s.bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        if !ok {
-            return Err(Error::ChainId {
+        match InlineStr::new(s) {
+            Some(inline) if valid => Ok(ChainId(inline)),
+            _ => Err(Error::ChainId {
                 input: s.to_string(),
-            });
+            }),
         }
-        let mut bytes = [0u8; MAX_CHAIN_ID_BYTES];
-        bytes[..s.len()].copy_from_slice(s.as_bytes());
-        Ok(ChainId {
-            len: s.len() as u8,
-            bytes,
-        })
     }
 
     pub fn as_str(&self) -> &str {
-        // Constructed only from validated ASCII.
-        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or("")
+        self.0.as_str()
     }
 }
 
@@ -71,17 +61,14 @@ impl Ord for ChainId {
 
 impl BorshSerialize for ChainId {
     fn serialize<W: borsh::io::Write>(&self, w: &mut W) -> borsh::io::Result<()> {
-        self.as_str().serialize(w)
+        self.0.serialize(w)
     }
 }
 
 impl BorshDeserialize for ChainId {
     fn deserialize_reader<R: borsh::io::Read>(r: &mut R) -> borsh::io::Result<Self> {
-        let len = read_bounded_len(r, MAX_CHAIN_ID_BYTES)?;
-        let mut buf = [0u8; MAX_CHAIN_ID_BYTES];
-        r.read_exact(&mut buf[..len])?;
-        let s = std::str::from_utf8(&buf[..len]).map_err(|_| invalid("chain id is not UTF-8"))?;
-        ChainId::new(s).map_err(|e| invalid(e.to_string()))
+        let raw = InlineStr::<MAX_CHAIN_ID_BYTES>::deserialize_reader(r)?;
+        ChainId::new(raw.as_str()).map_err(|e| invalid(e.to_string()))
     }
 }
 
