@@ -9,7 +9,10 @@
 use std::time::{Duration, Instant};
 
 use sou_ledger::state::AssetRoles;
-use sou_ledger::{Candidate, GenesisAsset, GenesisState, GenesisValidator, Ledger, Params};
+use sou_ledger::{
+    precheck, Candidate, GenesisAsset, GenesisState, GenesisValidator, Ledger, Mempool,
+    MempoolConfig, Params,
+};
 use sou_types::asset::NATIVE;
 use sou_types::crypto::verify_batch;
 use sou_types::{Amount, ChainId, Keypair, Memo, Payload, SignedTransaction, Symbol, Transaction};
@@ -137,8 +140,8 @@ fn main() {
     let sign_start = Instant::now();
     let mut rng = SplitMix(7);
     let mut nonces = vec![0u64; a.accounts];
-    let blocks: Vec<Vec<SignedTransaction>> = (0..a.blocks)
-        .map(|_| {
+    let blocks: Vec<Vec<SignedTransaction>> = (0..a.blocks as u64)
+        .map(|b| {
             (0..a.txs)
                 .map(|i| {
                     let from = i % a.accounts;
@@ -150,7 +153,9 @@ fn main() {
                         sender: keys[from].address(),
                         nonce,
                         max_fee: Amount(100),
-                        expiry_height: 1_000_000,
+                        // Within the longest lifetime the mempool takes,
+                        // and shared by a block's worth, as wallets do.
+                        expiry_height: 1_000 + b,
                         payload: Payload::Transfer {
                             asset: usdt,
                             to: keys[to].address(),
@@ -198,6 +203,14 @@ fn main() {
     }
     let single_time = start.elapsed();
 
+    // The mempool's work on every transaction, as a validator does it:
+    // admission (signatures taken as verified), selection for a block, and
+    // the update after the block commits.
+    let mut pool = Mempool::new(MempoolConfig {
+        max_txs: 4 * a.txs,
+        ..MempoolConfig::default()
+    });
+    let [mut precheck_cpu, mut admit_cpu, mut select_cpu, mut update_cpu] = [Duration::ZERO; 4];
     // Execution and commit, signatures taken as verified (as they are for
     // transactions that came through this node's mempool).
     let mut exec_time = Duration::ZERO;
@@ -209,9 +222,27 @@ fn main() {
     let mut per_block: Vec<Duration> = Vec::with_capacity(a.blocks);
     let process_start = process_cpu();
     for (i, txs) in blocks.into_iter().enumerate() {
-        // Hashed on admission, as the mempool does: a proposer's
-        // candidates come with their hash and length.
-        let candidates: Vec<Candidate> = txs.into_iter().map(Candidate::from).collect();
+        // Hashed on arrival, as the node does; a proposer's candidates come
+        // from the pool with their hash and length.
+        let hashed = txs
+            .into_iter()
+            .map(|tx| {
+                let (hash, len) = tx.hash_and_len();
+                (tx, hash, len)
+            })
+            .collect();
+        let cpu = thread_cpu();
+        let checked = precheck(hashed, &ledger, &|_, _| true);
+        precheck_cpu += thread_cpu() - cpu;
+        let cpu = thread_cpu();
+        let admitted = pool.admit_verified(checked, &ledger);
+        admit_cpu += thread_cpu() - cpu;
+        assert!(admitted.iter().all(|r| r.is_ok()), "{:?}", admitted.first());
+        let cpu = thread_cpu();
+        let candidates: Vec<Candidate> = pool.select_after(a.txs, 64 << 20, &|_| false);
+        select_cpu += thread_cpu() - cpu;
+        assert_eq!(candidates.len(), a.txs);
+        let included: Vec<_> = candidates.iter().map(|c| c.hash).collect();
         let block_start = Instant::now();
         let start = Instant::now();
         let cpu = thread_cpu();
@@ -232,6 +263,10 @@ fn main() {
         commit_time += start.elapsed();
         commit_cpu += thread_cpu() - cpu;
         per_block.push(block_start.elapsed());
+        let cpu = thread_cpu();
+        pool.update(&included, &ledger).unwrap();
+        update_cpu += thread_cpu() - cpu;
+        assert!(pool.is_empty());
         if a.per_block {
             let took = block_start.elapsed();
             println!(
@@ -245,7 +280,8 @@ fn main() {
     // Every byte committed is flushed from memtables to SST files once;
     // flush what is left so the process CPU covers all of it.
     ledger.store().flush().unwrap();
-    let process_used = process_cpu() - process_start;
+    let mempool_cpu = precheck_cpu + admit_cpu + select_cpu + update_cpu;
+    let process_used = process_cpu() - process_start - mempool_cpu;
 
     println!();
     if !a.skip_verify {
@@ -266,6 +302,14 @@ fn main() {
         "stage (this thread)", "transfers/s", "per CPU-second"
     );
     let stages = [
+        (
+            "mempool: precheck (signatures as verified)",
+            precheck_cpu,
+            precheck_cpu,
+        ),
+        ("mempool: admit", admit_cpu, admit_cpu),
+        ("mempool: select for a block", select_cpu, select_cpu),
+        ("mempool: update after commit", update_cpu, update_cpu),
         ("execute (incl. state root)", exec_time, exec_cpu),
         (
             "commit (one fsynced RocksDB batch per block)",
@@ -305,7 +349,7 @@ fn main() {
         );
     }
     println!(
-        "  whole process, background flushes included: {:.1} ms CPU per block, {:.0} transfers per CPU-second",
+        "  whole process, background flushes included, mempool excluded: {:.1} ms CPU per block, {:.0} transfers per CPU-second",
         process_used.as_secs_f64() * 1e3 / a.blocks as f64,
         per_second(total, process_used)
     );

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use foldhash::{HashMap, HashSet};
+use foldhash::HashMap;
 
 use sou_types::asset::NATIVE;
 use sou_types::crypto::verify_batch;
@@ -92,16 +92,98 @@ struct Entry {
 
 #[derive(Debug, Default)]
 struct SenderQueue {
-    /// Pending transactions by nonce.
-    by_nonce: BTreeMap<u64, TxHash>,
+    /// Pending transactions, in nonce order. A sender has few (at most
+    /// [`MempoolConfig::max_txs_per_sender`]), they mostly arrive in order
+    /// and leave from the front, and a queue comes and goes with every
+    /// block for a sender with one pending transfer: a vector costs one
+    /// allocation where a `BTreeMap` cost a node of ~500 bytes.
+    by_nonce: Vec<(u64, TxHash)>,
     /// What the pending transactions could spend at most, per asset (kept
     /// as they come and go, rather than added up for every admission).
-    spend: Vec<(Symbol, u128)>,
+    spend: Spends,
     /// The account's next nonce when last read from the ledger.
     account_nonce: u64,
     /// When the sender first got a pending transaction: selection is fair
     /// between senders in this order.
     arrival: u64,
+}
+
+impl SenderQueue {
+    /// Where `nonce` is in `by_nonce`, or where it would go.
+    fn position(&self, nonce: u64) -> std::result::Result<usize, usize> {
+        match self.by_nonce.last() {
+            None => Err(0),
+            Some(&(last, _)) if last < nonce => Err(self.by_nonce.len()),
+            Some(_) => self.by_nonce.binary_search_by_key(&nonce, |&(n, _)| n),
+        }
+    }
+
+    fn has_nonce(&self, nonce: u64) -> bool {
+        self.position(nonce).is_ok()
+    }
+
+    fn insert(&mut self, nonce: u64, hash: TxHash) {
+        if let Err(i) = self.position(nonce) {
+            self.by_nonce.insert(i, (nonce, hash));
+        }
+    }
+
+    fn remove(&mut self, nonce: u64) {
+        if let Ok(i) = self.position(nonce) {
+            self.by_nonce.remove(i);
+        }
+    }
+}
+
+/// Amounts per asset, held inline for the usual one or two (the fee's, and
+/// what a transfer moves when it is another asset).
+#[derive(Debug, Default)]
+struct Spends {
+    inline: [Option<(Symbol, u128)>; 2],
+    more: Vec<(Symbol, u128)>,
+}
+
+impl Spends {
+    fn get(&self, asset: &Symbol) -> u128 {
+        self.inline
+            .iter()
+            .flatten()
+            .chain(&self.more)
+            .find(|(s, _)| s == asset)
+            .map_or(0, |(_, v)| *v)
+    }
+
+    /// Adds `amount` of `asset` (`add`), or takes it away.
+    fn change(&mut self, asset: Symbol, amount: u128, add: bool) {
+        let slot = self
+            .inline
+            .iter_mut()
+            .flatten()
+            .chain(&mut self.more)
+            .find(|(s, _)| *s == asset);
+        match slot {
+            Some((_, v)) => {
+                *v = if add {
+                    v.saturating_add(amount)
+                } else {
+                    v.saturating_sub(amount)
+                };
+            }
+            None if add && amount > 0 => match self.inline.iter_mut().find(|s| s.is_none()) {
+                Some(free) => *free = Some((asset, amount)),
+                None => self.more.push((asset, amount)),
+            },
+            None => {}
+        }
+        if !add {
+            for s in &mut self.inline {
+                if s.is_some_and(|(_, v)| v == 0) {
+                    *s = None;
+                }
+            }
+            self.more.retain(|(_, v)| *v > 0);
+        }
+    }
 }
 
 /// What a transaction could spend at most, per asset: the fee, and the
@@ -151,35 +233,6 @@ impl Spend {
     }
 }
 
-impl SenderQueue {
-    fn spent(&self, asset: &Symbol) -> u128 {
-        self.spend
-            .iter()
-            .find(|(s, _)| s == asset)
-            .map_or(0, |(_, v)| *v)
-    }
-
-    /// Adds (`add`) or takes away a transaction's spend.
-    fn account_spend(&mut self, tx: &SignedTransaction, fee_asset: Symbol, fee: Amount, add: bool) {
-        for (asset, amount) in Spend::of(tx, fee_asset, fee).iter() {
-            let i = match self.spend.iter().position(|(s, _)| *s == asset) {
-                Some(i) => i,
-                None => {
-                    self.spend.push((asset, 0));
-                    self.spend.len() - 1
-                }
-            };
-            let v = &mut self.spend[i].1;
-            *v = if add {
-                v.saturating_add(amount)
-            } else {
-                v.saturating_sub(amount)
-            };
-        }
-        self.spend.retain(|(_, v)| *v > 0);
-    }
-}
-
 /// The pool. Hash maps use a seeded fast hasher: keys are hashes and
 /// addresses that senders choose, and nothing depends on iteration order.
 #[derive(Debug, Default)]
@@ -187,12 +240,14 @@ pub struct Mempool {
     config: MempoolConfig,
     entries: HashMap<TxHash, Entry>,
     senders: HashMap<Address, SenderQueue>,
-    /// Every entry by the last height it may be included at. Many share a
-    /// height (wallets set it a fixed distance ahead), and a set of
-    /// `(height, hash)` pairs compared whole hashes on every insert and
-    /// removal (with the per-sender nonce maps, 4% of a validator's CPU
-    /// under load).
-    by_expiry: BTreeMap<u64, HashSet<TxHash>>,
+    /// Entries by the last height they may be included at, kept lazily:
+    /// an entry that leaves stays listed until its height passes or the
+    /// lists are rebuilt (when they hold more than twice the pool), so that
+    /// a transaction costs a push here, not a set insert and a removal.
+    /// Many share a height (wallets set it a fixed distance ahead).
+    by_expiry: BTreeMap<u64, Vec<TxHash>>,
+    /// Hashes listed in `by_expiry`, stale ones included.
+    expiry_listed: usize,
     bytes: usize,
     next_arrival: u64,
     /// The fee asset and fee the spends are counted with (from the
@@ -447,120 +502,31 @@ impl Mempool {
         };
         let p = ledger.params();
         self.fee = Some((p.fee_asset, p.tx_fee));
-        let mut seen = HashSet::default();
-        // Pending spend per (sender, asset) including this batch's earlier
-        // transactions, so a sender cannot over-commit within one batch.
-        let mut pending_spend: HashMap<(Address, Symbol), u128> = HashMap::default();
-        let mut pending_nonces: HashSet<(Address, u64)> = HashSet::default();
+        // Each is in the pool (or refused) before the next is checked, so a
+        // batch's earlier transactions count like any pending ones: against
+        // duplicates, taken nonces, the balance and the limits.
         for (i, tx, hash, len) in candidates {
-            let account_nonce = match self.check(
-                &tx,
-                hash,
-                len,
-                height,
-                ledger,
-                &accounts,
-                &mut seen,
-                &mut pending_spend,
-                &mut pending_nonces,
-            ) {
-                Ok(n) => n,
-                Err(e) => {
-                    results[i] = Err(e);
-                    continue;
-                }
-            };
-            if self.entries.len() >= self.config.max_txs || self.bytes + len > self.config.max_bytes
-            {
-                results[i] = Err(AdmitError::Full {
-                    max_txs: self.config.max_txs,
-                    max_bytes: self.config.max_bytes,
-                });
-                continue;
-            }
-            let held = self
-                .senders
-                .get(&tx.tx.sender)
-                .map_or(0, |q| q.by_nonce.len());
-            if held >= self.config.max_txs_per_sender {
-                results[i] = Err(AdmitError::SenderFull {
-                    max: self.config.max_txs_per_sender,
-                });
-                continue;
-            }
-            let arrival = self.next_arrival;
-            let queue = self
-                .senders
-                .entry(tx.tx.sender)
-                .or_insert_with(|| SenderQueue {
-                    arrival,
-                    ..Default::default()
-                });
-            if queue.arrival == arrival {
-                self.next_arrival += 1;
-            }
-            // As `check` read it in this call (reading the account again
-            // cost a lookup and a decode per transaction). A block committed
-            // since is reconciled by `update`, which the node calls after
-            // every commit and which needs this mempool, so it runs after.
-            queue.account_nonce = account_nonce;
-            queue.by_nonce.insert(tx.tx.nonce, hash);
-            queue.account_spend(&tx, p.fee_asset, p.tx_fee, true);
-            self.bytes += len;
-            self.by_expiry
-                .entry(tx.tx.expiry_height)
-                .or_default()
-                .insert(hash);
-            self.entries.insert(hash, Entry { tx, len });
-            results[i] = Ok(hash);
+            results[i] = self.admit_one(tx, hash, len, height, ledger, &accounts);
         }
         results
     }
 
-    /// Takes one transaction out of the pool, and its sender's queue with
-    /// it if that was the last.
-    fn drop_entry(&mut self, hash: &TxHash) {
-        let Some(e) = self.entries.remove(hash) else {
-            return;
-        };
-        self.bytes -= e.len;
-        let expiry = e.tx.tx.expiry_height;
-        if let Some(at) = self.by_expiry.get_mut(&expiry) {
-            at.remove(hash);
-            if at.is_empty() {
-                self.by_expiry.remove(&expiry);
-            }
-        }
-        let sender = e.tx.tx.sender;
-        if let Some(q) = self.senders.get_mut(&sender) {
-            q.by_nonce.remove(&e.tx.tx.nonce);
-            if let Some((fee_asset, fee)) = self.fee {
-                q.account_spend(&e.tx, fee_asset, fee, false);
-            }
-            if q.by_nonce.is_empty() {
-                self.senders.remove(&sender);
-            }
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn check(
-        &self,
-        tx: &SignedTransaction,
+    /// Checks one transaction against the pool and the sender's account
+    /// (from `accounts` when read there), and admits it.
+    fn admit_one(
+        &mut self,
+        tx: SignedTransaction,
         hash: TxHash,
         len: usize,
         height: u64,
         ledger: &Ledger,
         accounts: &HashMap<Address, Account>,
-        seen: &mut HashSet<TxHash>,
-        pending_spend: &mut HashMap<(Address, Symbol), u128>,
-        pending_nonces: &mut HashSet<(Address, u64)>,
-    ) -> Result<u64, AdmitError> {
+    ) -> Result<TxHash, AdmitError> {
         let p = ledger.params();
-        if self.entries.contains_key(&hash) || !seen.insert(hash) {
+        if self.entries.contains_key(&hash) {
             return Err(AdmitError::Duplicate(hash));
         }
-        check_static(tx, len, p, ledger.chain_id(), height)?;
+        check_static(&tx, len, p, ledger.chain_id(), height)?;
         let max_expiry = height.saturating_add(p.max_tx_lifetime_blocks);
         if tx.tx.expiry_height > max_expiry {
             return Err(InvalidTx::ExpiryTooFar {
@@ -598,9 +564,7 @@ impl Mempool {
             .into());
         }
         let queue = self.senders.get(&sender);
-        if queue.is_some_and(|q| q.by_nonce.contains_key(&nonce))
-            || pending_nonces.contains(&(sender, nonce))
-        {
+        if queue.is_some_and(|q| q.has_nonce(nonce)) {
             return Err(AdmitError::NonceTaken(nonce));
         }
         if acc.is_frozen(&p.fee_asset) {
@@ -608,14 +572,11 @@ impl Mempool {
         }
         // Balance: this transaction's spend plus everything pending from the
         // same sender must be covered by what the account holds now.
-        let own = Spend::of(tx, p.fee_asset, p.tx_fee);
-        let mut totals = own;
-        for (k, (asset, amount)) in own.iter().enumerate() {
-            let already = match pending_spend.get(&(sender, asset)) {
-                Some(v) => *v,
-                None => queue.map_or(0, |q| q.spent(&asset)),
-            };
-            let total = already.saturating_add(amount);
+        let spend = Spend::of(&tx, p.fee_asset, p.tx_fee);
+        for (asset, amount) in spend.iter() {
+            let total = queue
+                .map_or(0, |q| q.spend.get(&asset))
+                .saturating_add(amount);
             let have = acc.balance(&asset);
             if have.0 < total {
                 return Err(InvalidTx::InsufficientBalance {
@@ -625,13 +586,68 @@ impl Mempool {
                 }
                 .into());
             }
-            totals.items[k].1 = total;
         }
-        for (asset, total) in totals.iter() {
-            pending_spend.insert((sender, asset), total);
+        if self.entries.len() >= self.config.max_txs || self.bytes + len > self.config.max_bytes {
+            return Err(AdmitError::Full {
+                max_txs: self.config.max_txs,
+                max_bytes: self.config.max_bytes,
+            });
         }
-        pending_nonces.insert((sender, nonce));
-        Ok(acc.nonce)
+        if queue.map_or(0, |q| q.by_nonce.len()) >= self.config.max_txs_per_sender {
+            return Err(AdmitError::SenderFull {
+                max: self.config.max_txs_per_sender,
+            });
+        }
+        let account_nonce = acc.nonce;
+        let next_arrival = &mut self.next_arrival;
+        let queue = self.senders.entry(sender).or_insert_with(|| {
+            *next_arrival += 1;
+            SenderQueue {
+                arrival: *next_arrival - 1,
+                ..Default::default()
+            }
+        });
+        // As read in this call (reading the account again cost a lookup
+        // and a decode per transaction). A block committed since is
+        // reconciled by `update`, which the node calls after every commit
+        // and which needs this mempool, so it runs after.
+        queue.account_nonce = account_nonce;
+        queue.insert(nonce, hash);
+        for (asset, amount) in spend.iter() {
+            queue.spend.change(asset, amount, true);
+        }
+        self.bytes += len;
+        self.by_expiry
+            .entry(tx.tx.expiry_height)
+            .or_default()
+            .push(hash);
+        self.expiry_listed += 1;
+        self.entries.insert(hash, Entry { tx, len });
+        Ok(hash)
+    }
+
+    /// Takes one transaction out of the pool, and its sender's queue with
+    /// it if that was the last. Returns its sender if its queue is left
+    /// holding others.
+    fn drop_entry(&mut self, hash: &TxHash) -> Option<Address> {
+        let e = self.entries.remove(hash)?;
+        self.bytes -= e.len;
+        let sender = e.tx.tx.sender;
+        let std::collections::hash_map::Entry::Occupied(mut q) = self.senders.entry(sender) else {
+            return None;
+        };
+        q.get_mut().remove(e.tx.tx.nonce);
+        if let Some((fee_asset, fee)) = self.fee {
+            for (asset, amount) in Spend::of(&e.tx, fee_asset, fee).iter() {
+                q.get_mut().spend.change(asset, amount, false);
+            }
+        }
+        if q.get().by_nonce.is_empty() {
+            q.remove();
+            None
+        } else {
+            Some(sender)
+        }
     }
 
     /// Transactions for the next block: for each sender, a run of
@@ -655,31 +671,27 @@ impl Mempool {
         max_bytes: usize,
         included: &dyn Fn(&TxHash) -> bool,
     ) -> Vec<Candidate> {
-        let mut queues: Vec<(
-            &u64,
-            std::collections::btree_map::Iter<'_, u64, TxHash>,
-            u64,
-        )> = {
+        let mut queues: Vec<(std::slice::Iter<'_, (u64, TxHash)>, u64)> = {
             let mut qs: Vec<&SenderQueue> = self.senders.values().collect();
-            qs.sort_by_key(|q| q.arrival);
+            qs.sort_unstable_by_key(|q| q.arrival);
             qs.into_iter()
-                .map(|q| (&q.arrival, q.by_nonce.iter(), q.account_nonce))
+                .map(|q| (q.by_nonce.iter(), q.account_nonce))
                 .collect()
         };
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(max_txs.min(self.entries.len()));
         let mut bytes = 0usize;
         loop {
             let mut progressed = false;
-            for (_, iter, expected) in queues.iter_mut() {
+            for (iter, expected) in queues.iter_mut() {
                 if out.len() >= max_txs {
                     return out;
                 }
-                let Some((&nonce, hash)) = iter.next() else {
+                let Some(&(nonce, ref hash)) = iter.next() else {
                     continue;
                 };
                 if nonce != *expected {
                     // A gap: nothing further from this sender can execute.
-                    while iter.next().is_some() {}
+                    *iter = [].iter();
                     continue;
                 }
                 if included(hash) {
@@ -719,36 +731,42 @@ impl Mempool {
     /// any others made stale (used nonces, expired), and refreshes the
     /// senders' nonces.
     pub fn update(&mut self, included: &[TxHash], ledger: &Ledger) -> Result<()> {
-        let mut touched: HashSet<Address> = HashSet::default();
-        for h in included {
-            if let Some(e) = self.entries.get(h) {
-                touched.insert(e.tx.tx.sender);
-            }
-        }
-        for h in included {
-            self.drop_entry(h);
-        }
+        // Senders left with pending transactions: their nonce moved.
+        let mut touched: Vec<Address> =
+            included.iter().filter_map(|h| self.drop_entry(h)).collect();
+        touched.sort_unstable();
+        touched.dedup();
         for sender in touched {
-            // A sender whose every transaction was included has no queue
-            // left, and its account need not be read.
             let Some(q) = self.senders.get_mut(&sender) else {
                 continue;
             };
             let nonce = ledger.account(&sender)?.nonce;
             q.account_nonce = nonce;
-            let stale: Vec<TxHash> = q.by_nonce.range(..nonce).map(|(_, h)| *h).collect();
+            let used = q.by_nonce.partition_point(|&(n, _)| n < nonce);
+            let stale: Vec<TxHash> = q.by_nonce[..used].iter().map(|(_, h)| *h).collect();
             for h in stale {
                 self.drop_entry(&h);
             }
         }
         let next_height = ledger.tip().height + 1;
-        let expired: Vec<TxHash> = self
-            .by_expiry
-            .range(..next_height)
-            .flat_map(|(_, at)| at.iter().copied())
-            .collect();
-        for h in expired {
+        let live = self.by_expiry.split_off(&next_height);
+        let expired = std::mem::replace(&mut self.by_expiry, live);
+        for h in expired.into_values().flatten() {
+            self.expiry_listed -= 1;
             self.drop_entry(&h);
+        }
+        // Most listed hashes left the pool in blocks: relist what is left
+        // once they outnumber it, which costs a pass over the pool per
+        // pool's worth of admissions.
+        if self.expiry_listed > 2 * self.entries.len() + 1024 {
+            self.by_expiry.clear();
+            for (h, e) in &self.entries {
+                self.by_expiry
+                    .entry(e.tx.tx.expiry_height)
+                    .or_default()
+                    .push(*h);
+            }
+            self.expiry_listed = self.entries.len();
         }
         Ok(())
     }

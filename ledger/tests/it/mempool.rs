@@ -503,3 +503,202 @@ fn recently_verified_is_bounded_and_matches_signatures() {
     other.0[5] ^= 1;
     assert!(!recent.contains(&txs[6].hash(), &other));
 }
+
+/// One step of [`the_pool_accounts_for_what_it_holds`].
+#[derive(Clone, Debug)]
+enum Step {
+    /// Transactions from (user, nonce ahead of the committed one, blocks
+    /// to expiry, native asset rather than USDT, amount).
+    Admit(Vec<(usize, u64, u64, bool, u128)>),
+    /// A block of at most this many of the pool's transactions.
+    Block(usize),
+    /// Drops the pool's n-th transaction (in admission order).
+    Remove(usize),
+}
+
+fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+    use proptest::prelude::*;
+    let tx = (
+        0..3usize,
+        0..4u64,
+        1..4u64,
+        any::<bool>(),
+        prop_oneof![1..1_000u128, Just(USER_USDT / 3)],
+    );
+    prop_oneof![
+        prop::collection::vec(tx, 1..6).prop_map(Step::Admit),
+        (0..6usize).prop_map(Step::Block),
+        (0..8usize).prop_map(Step::Remove),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 48, ..Default::default() })]
+
+    /// Through any run of admissions, blocks (with their updates) and
+    /// removals, the pool's counts and bytes match what it holds, nothing
+    /// stale or expired stays after an update, a selection is each
+    /// sender's run of nonces from its account's, and once everything has
+    /// left, every sender can spend its whole balance again (its pending
+    /// spend went back to nothing).
+    #[test]
+    fn the_pool_accounts_for_what_it_holds(steps in proptest::collection::vec(step(), 1..24)) {
+        let mut c = chain(4);
+        let users: Vec<_> = (0..3).map(|i| c.user(i).clone_key()).collect();
+        let to = c.addr(3);
+        let chain_id = *c.ledger.chain_id();
+        let mut m = Mempool::new(MempoolConfig {
+            max_txs: 12,
+            max_bytes: 1 << 20,
+            max_txs_per_sender: 3,
+            nonce_window: 8,
+        });
+        let mut admitted: Vec<(sou_types::TxHash, usize)> = Vec::new();
+        for step in steps {
+            match step {
+                Step::Admit(plan) => {
+                    let tip = c.ledger.tip().height;
+                    let txs: Vec<_> = plan
+                        .into_iter()
+                        .map(|(u, ahead, expiry, native, amount)| {
+                            let key = &users[u];
+                            let nonce = c.ledger.account(&key.address()).unwrap().nonce + ahead;
+                            let payload = if native {
+                                Payload::Transfer {
+                                    asset: sou_types::asset::NATIVE,
+                                    to,
+                                    amount: Amount(amount),
+                                    memo: Memo::empty(),
+                                }
+                            } else {
+                                transfer(to, amount)
+                            };
+                            Transaction {
+                                chain_id,
+                                sender: key.address(),
+                                nonce,
+                                max_fee: FEE,
+                                expiry_height: tip + expiry,
+                                payload,
+                            }
+                            .sign(key)
+                        })
+                        .collect();
+                    let lens: Vec<_> = txs.iter().map(|t| t.hash_and_len()).collect();
+                    for (r, (hash, len)) in m.admit(txs, &c.ledger).into_iter().zip(lens) {
+                        if r.is_ok() {
+                            admitted.push((hash, len));
+                        }
+                    }
+                }
+                Step::Block(n) => {
+                    let picked = m.select(n, 1 << 20);
+                    let (executed, applied) = c.block(picked);
+                    proptest::prop_assert!(applied.invalid.is_empty(), "{:?}", applied.invalid);
+                    let included: Vec<_> = executed.receipts.iter().map(|r| r.tx_hash).collect();
+                    m.update(&included, &c.ledger).unwrap();
+                    let next = c.ledger.tip().height + 1;
+                    for (h, _) in &admitted {
+                        if let Some(tx) = m.get(h) {
+                            let nonce = c.ledger.account(&tx.tx.sender).unwrap().nonce;
+                            proptest::prop_assert!(tx.tx.expiry_height >= next, "expired, still held");
+                            proptest::prop_assert!(tx.tx.nonce >= nonce, "nonce used, still held");
+                        }
+                    }
+                }
+                Step::Remove(n) => {
+                    let held: Vec<_> = admitted.iter().filter(|(h, _)| m.contains(h)).collect();
+                    if let Some((h, _)) = held.get(n) {
+                        m.remove(&[*h]);
+                        proptest::prop_assert!(!m.contains(h));
+                    }
+                }
+            }
+            let held: Vec<_> = admitted.iter().filter(|(h, _)| m.contains(h)).collect();
+            proptest::prop_assert_eq!(m.len(), held.len());
+            proptest::prop_assert_eq!(m.bytes(), held.iter().map(|(_, l)| l).sum::<usize>());
+            let mut next: std::collections::HashMap<_, u64> = std::collections::HashMap::new();
+            for t in m.select(usize::MAX, usize::MAX) {
+                let expected = next
+                    .entry(t.tx.sender)
+                    .or_insert_with(|| c.ledger.account(&t.tx.sender).unwrap().nonce);
+                proptest::prop_assert_eq!(t.tx.nonce, *expected, "a run of nonces");
+                *expected += 1;
+            }
+        }
+        // Past every expiry: the pool empties and forgets every spend.
+        for _ in 0..4 {
+            c.block(vec![]);
+            m.update(&[], &c.ledger).unwrap();
+        }
+        proptest::prop_assert_eq!(m.len(), 0);
+        proptest::prop_assert_eq!(m.bytes(), 0);
+        let whole: Vec<_> = users
+            .iter()
+            .map(|k| {
+                let usdt = c.balance(&k.address(), usdt());
+                c.tx(k, transfer(to, usdt - FEE.0))
+            })
+            .collect();
+        let r = m.admit(whole, &c.ledger);
+        proptest::prop_assert!(r.iter().all(Result::is_ok), "{:?}", r);
+    }
+}
+
+/// The expiry lists are kept lazily and rebuilt once they list more than
+/// twice the pool: a transaction admitted before a rebuild, and one
+/// after, still leave exactly when their heights pass.
+#[test]
+fn expiry_survives_the_lists_being_rebuilt() {
+    let mut c = chain(21);
+    let users: Vec<_> = (0..20).map(|i| c.user(i).clone_key()).collect();
+    let to = c.addr(20);
+    let chain_id = *c.ledger.chain_id();
+    let mut m = Mempool::new(MempoolConfig {
+        max_txs: 1_000,
+        ..MempoolConfig::default()
+    });
+    let tx = |key: &sou_types::Keypair, nonce: u64, expiry_height: u64| {
+        Transaction {
+            chain_id,
+            sender: key.address(),
+            nonce,
+            max_fee: FEE,
+            expiry_height,
+            payload: transfer(to, 1),
+        }
+        .sign(key)
+    };
+    // Waits in the pool (its sender's nonce 0 is never sent) until height 80.
+    let waiting = tx(&users[0], 1, 80);
+    assert!(m.admit(vec![waiting.clone()], &c.ledger)[0].is_ok());
+    // 60 blocks of 19 included transfers: 1,140 listed hashes, all but one
+    // of them stale, well past the rebuild threshold.
+    for round in 0..60u64 {
+        let tip = c.ledger.tip().height;
+        let batch: Vec<_> = users[1..].iter().map(|k| tx(k, round, tip + 90)).collect();
+        assert!(m.admit(batch, &c.ledger).iter().all(Result::is_ok));
+        let picked = m.select(100, 1 << 20);
+        assert_eq!(picked.len(), 19);
+        let (executed, _) = c.block(picked);
+        let included: Vec<_> = executed.receipts.iter().map(|r| r.tx_hash).collect();
+        m.update(&included, &c.ledger).unwrap();
+        assert_eq!(m.len(), 1);
+    }
+    let tip = c.ledger.tip().height;
+    assert!(tip < 79, "{tip}");
+    let later = tx(&users[1], 60, tip + 5);
+    assert!(m.admit(vec![later.clone()], &c.ledger)[0].is_ok());
+    while c.ledger.tip().height < tip + 5 {
+        c.block(vec![]);
+        m.update(&[], &c.ledger).unwrap();
+    }
+    assert!(!m.contains(&later.hash()), "expired at {}", tip + 5);
+    assert!(m.contains(&waiting.hash()));
+    while c.ledger.tip().height < 80 {
+        c.block(vec![]);
+        m.update(&[], &c.ledger).unwrap();
+    }
+    assert!(!m.contains(&waiting.hash()));
+    assert!(m.is_empty());
+}
