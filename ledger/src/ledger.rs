@@ -510,9 +510,13 @@ impl Ledger {
     /// every transaction it admits, and a state cache (a map built and
     /// dropped per call) cost more than the read.
     pub fn account(&self, a: &Address) -> Result<Account> {
-        match self.store.get_state(&StateKey::Account(*a).encode())? {
+        let decoded = self.store.read_state(&StateKey::account(a), |v| {
+            v.map(borsh::from_slice::<Account>)
+        })?;
+        match decoded {
             None => Ok(Account::default()),
-            Some(bytes) => borsh::from_slice(&bytes).map_err(|e| Error::Corrupt {
+            Some(Ok(account)) => Ok(account),
+            Some(Err(e)) => Err(Error::Corrupt {
                 what: format!("account {a}"),
                 reason: e.to_string(),
             }),

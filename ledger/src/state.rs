@@ -59,15 +59,19 @@ impl StateKey {
         k
     }
 
+    /// An account's encoded key, without allocating.
+    pub fn account(a: &Address) -> [u8; 33] {
+        let mut k = [1u8; 33];
+        k[1..].copy_from_slice(&a.0);
+        k
+    }
+
     /// Appends the encoded key to `k` (many keys can share one buffer).
     pub fn encode_into(&self, k: &mut Vec<u8>) {
         let start = k.len();
         match self {
             StateKey::Params => k.push(0),
-            StateKey::Account(a) => {
-                k.push(1);
-                k.extend_from_slice(&a.0);
-            }
+            StateKey::Account(a) => k.extend_from_slice(&StateKey::account(a)),
             StateKey::Asset(s) => {
                 k.push(2);
                 k.extend_from_slice(s.as_str().as_bytes());

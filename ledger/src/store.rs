@@ -1406,20 +1406,30 @@ impl Store {
     }
 }
 
-impl StateReader for Store {
-    fn get_state(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+impl Store {
+    /// Reads a committed state entry and hands it to `read` where it lies
+    /// (in memory, or as read from RocksDB), without copying it out: the
+    /// mempool reads every transaction's sender this way.
+    pub fn read_state<T>(&self, key: &[u8], read: impl FnOnce(Option<&[u8]>) -> T) -> Result<T> {
         // Held until the cache is updated (see `Store::recent`).
         let recent = self.read_recent();
         if let Some(v) = recent.state.latest.get(key) {
-            return Ok(v.clone());
+            return Ok(read(v.as_deref()));
         }
         if let Some(v) = self.lock_cache().entries.get(key) {
-            return Ok(v.clone());
+            return Ok(read(v.as_deref()));
         }
         let v = self.db.get_cf(self.cf(CF_STATE)?, key)?;
-        self.lock_cache().insert(key.to_vec(), v.clone());
+        let out = read(v.as_deref());
+        self.lock_cache().insert(key.to_vec(), v);
         drop(recent);
-        Ok(v)
+        Ok(out)
+    }
+}
+
+impl StateReader for Store {
+    fn get_state(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.read_state(key, |v| v.map(<[u8]>::to_vec))
     }
 
     fn multi_get_state(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>> {
