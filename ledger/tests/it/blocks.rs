@@ -410,7 +410,7 @@ fn indexes_and_state_read_the_same_across_chunks_and_after_reopening() {
         for limit in [1, 3, 5] {
             let mut walked = Vec::new();
             let mut cursor = None;
-            for _ in 0..200 {
+            for _ in 0..=newest_first.len() {
                 let page = store.history(&payee, cursor, limit).unwrap();
                 let Some(last) = page.last() else { break };
                 cursor = Some(last.0);
@@ -447,13 +447,21 @@ fn indexes_and_state_read_consistently_while_chunks_are_written() {
     let c = chain(3);
     let payee = c.addr(1);
     let payee_start = c.balance(&payee, usdt());
+    // Signed ahead, so each expires well after the last block.
+    let signed = |user: usize, nonce: u64, amount: u128| {
+        let key = c.user(user);
+        Transaction {
+            chain_id: *c.ledger.chain_id(),
+            sender: key.address(),
+            nonce,
+            max_fee: FEE,
+            expiry_height: c.ledger.tip().height + blocks + 10,
+            payload: transfer(payee, amount),
+        }
+        .sign(key)
+    };
     let batches: Vec<Vec<_>> = (0..blocks)
-        .map(|round| {
-            vec![
-                c.tx_nonce(c.user(0), round, transfer(payee, 1)),
-                c.tx_nonce(c.user(2), round, transfer(payee, 2)),
-            ]
-        })
+        .map(|round| vec![signed(0, round, 1), signed(2, round, 2)])
         .collect();
     // (hash, height, index) of every committed transaction, appended once
     // its commit has returned.
@@ -484,8 +492,11 @@ fn indexes_and_state_read_consistently_while_chunks_are_written() {
                                     assert_eq!((r.height, r.index), (*height, *index));
                                     reads += 1;
                                 }
-                                let page = store.history(&payee, None, 10_000).unwrap();
-                                assert!(page.len() >= known.len());
+                                // The newest page (a whole history costs a read of
+                                // every record, and the readers would crowd out
+                                // the commits).
+                                let page = store.history(&payee, None, 64).unwrap();
+                                assert!(page.len() >= known.len().min(64));
                                 assert!(page.windows(2).all(|w| (w[0].0.height, w[0].0.index)
                                     > (w[1].0.height, w[1].0.index)));
                                 reads += 1;
