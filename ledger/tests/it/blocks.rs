@@ -448,17 +448,9 @@ fn indexes_and_state_read_consistently_while_chunks_are_written() {
     let payee = c.addr(1);
     let payee_start = c.balance(&payee, usdt());
     // Signed ahead, so each expires well after the last block.
+    let expiry = c.ledger.tip().height + blocks + 10;
     let signed = |user: usize, nonce: u64, amount: u128| {
-        let key = c.user(user);
-        Transaction {
-            chain_id: *c.ledger.chain_id(),
-            sender: key.address(),
-            nonce,
-            max_fee: FEE,
-            expiry_height: c.ledger.tip().height + blocks + 10,
-            payload: transfer(payee, amount),
-        }
-        .sign(key)
+        c.tx_expiring(c.user(user), nonce, expiry, transfer(payee, amount))
     };
     let batches: Vec<Vec<_>> = (0..blocks)
         .map(|round| vec![signed(0, round, 1), signed(2, round, 2)])

@@ -224,17 +224,8 @@ fn transactions_sharing_an_expiry_height_expire_together() {
     let b = c.user(1).clone_key();
     let to = c.addr(2);
     let tip = c.ledger.tip().height;
-    let chain_id = *c.ledger.chain_id();
     let tx = |key: &sou_types::Keypair, nonce: u64, expiry_height: u64| {
-        Transaction {
-            chain_id,
-            sender: key.address(),
-            nonce,
-            max_fee: FEE,
-            expiry_height,
-            payload: transfer(to, 1),
-        }
-        .sign(key)
+        c.tx_expiring(key, nonce, expiry_height, transfer(to, 1))
     };
     let included = tx(&a, 0, tip + 2);
     let same = [tx(&a, 1, tip + 2), tx(&b, 0, tip + 2)];
@@ -546,7 +537,6 @@ proptest::proptest! {
         let mut c = chain(4);
         let users: Vec<_> = (0..3).map(|i| c.user(i).clone_key()).collect();
         let to = c.addr(3);
-        let chain_id = *c.ledger.chain_id();
         let mut m = Mempool::new(MempoolConfig {
             max_txs: 12,
             max_bytes: 1 << 20,
@@ -573,15 +563,7 @@ proptest::proptest! {
                             } else {
                                 transfer(to, amount)
                             };
-                            Transaction {
-                                chain_id,
-                                sender: key.address(),
-                                nonce,
-                                max_fee: FEE,
-                                expiry_height: tip + expiry,
-                                payload,
-                            }
-                            .sign(key)
+                            c.tx_expiring(key, nonce, tip + expiry, payload)
                         })
                         .collect();
                     let lens: Vec<_> = txs.iter().map(|t| t.hash_and_len()).collect();
@@ -654,30 +636,22 @@ fn expiry_survives_the_lists_being_rebuilt() {
     let mut c = chain(21);
     let users: Vec<_> = (0..20).map(|i| c.user(i).clone_key()).collect();
     let to = c.addr(20);
-    let chain_id = *c.ledger.chain_id();
     let mut m = Mempool::new(MempoolConfig {
         max_txs: 1_000,
         ..MempoolConfig::default()
     });
-    let tx = |key: &sou_types::Keypair, nonce: u64, expiry_height: u64| {
-        Transaction {
-            chain_id,
-            sender: key.address(),
-            nonce,
-            max_fee: FEE,
-            expiry_height,
-            payload: transfer(to, 1),
-        }
-        .sign(key)
-    };
+    let pay = transfer(to, 1);
     // Waits in the pool (its sender's nonce 0 is never sent) until height 80.
-    let waiting = tx(&users[0], 1, 80);
+    let waiting = c.tx_expiring(&users[0], 1, 80, pay.clone());
     assert!(m.admit(vec![waiting.clone()], &c.ledger)[0].is_ok());
     // 60 blocks of 19 included transfers: 1,140 listed hashes, all but one
     // of them stale, well past the rebuild threshold.
     for round in 0..60u64 {
         let tip = c.ledger.tip().height;
-        let batch: Vec<_> = users[1..].iter().map(|k| tx(k, round, tip + 90)).collect();
+        let batch: Vec<_> = users[1..]
+            .iter()
+            .map(|k| c.tx_expiring(k, round, tip + 90, pay.clone()))
+            .collect();
         assert!(m.admit(batch, &c.ledger).iter().all(Result::is_ok));
         let picked = m.select(100, 1 << 20);
         assert_eq!(picked.len(), 19);
@@ -688,7 +662,7 @@ fn expiry_survives_the_lists_being_rebuilt() {
     }
     let tip = c.ledger.tip().height;
     assert!(tip < 79, "{tip}");
-    let later = tx(&users[1], 60, tip + 5);
+    let later = c.tx_expiring(&users[1], 60, tip + 5, pay);
     assert!(m.admit(vec![later.clone()], &c.ledger)[0].is_ok());
     while c.ledger.tip().height < tip + 5 {
         c.block(vec![]);

@@ -243,12 +243,23 @@ impl Chain {
     }
 
     pub fn tx_nonce(&self, key: &Keypair, nonce: u64, payload: Payload) -> SignedTransaction {
+        self.tx_expiring(key, nonce, self.ledger.tip().height + 100, payload)
+    }
+
+    /// A transaction that may be included up to `expiry_height`.
+    pub fn tx_expiring(
+        &self,
+        key: &Keypair,
+        nonce: u64,
+        expiry_height: u64,
+        payload: Payload,
+    ) -> SignedTransaction {
         Transaction {
             chain_id: *self.ledger.chain_id(),
             sender: key.address(),
             nonce,
             max_fee: FEE,
-            expiry_height: self.ledger.tip().height + 100,
+            expiry_height,
             payload,
         }
         .sign(key)
