@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use foldhash::HashMap;
+use smallvec::SmallVec;
 
 use sou_types::asset::NATIVE;
 use sou_types::crypto::verify_batch;
@@ -138,50 +139,26 @@ impl SenderQueue {
 /// Amounts per asset, held inline for the usual one or two (the fee's, and
 /// what a transfer moves when it is another asset).
 #[derive(Debug, Default)]
-struct Spends {
-    inline: [Option<(Symbol, u128)>; 2],
-    more: Vec<(Symbol, u128)>,
-}
+struct Spends(SmallVec<[(Symbol, u128); 2]>);
 
 impl Spends {
     fn get(&self, asset: &Symbol) -> u128 {
-        self.inline
+        self.0
             .iter()
-            .flatten()
-            .chain(&self.more)
             .find(|(s, _)| s == asset)
             .map_or(0, |(_, v)| *v)
     }
 
     /// Adds `amount` of `asset` (`add`), or takes it away.
     fn change(&mut self, asset: Symbol, amount: u128, add: bool) {
-        let slot = self
-            .inline
-            .iter_mut()
-            .flatten()
-            .chain(&mut self.more)
-            .find(|(s, _)| *s == asset);
-        match slot {
-            Some((_, v)) => {
-                *v = if add {
-                    v.saturating_add(amount)
-                } else {
-                    v.saturating_sub(amount)
-                };
-            }
-            None if add && amount > 0 => match self.inline.iter_mut().find(|s| s.is_none()) {
-                Some(free) => *free = Some((asset, amount)),
-                None => self.more.push((asset, amount)),
-            },
+        match self.0.iter_mut().find(|(s, _)| *s == asset) {
+            Some((_, v)) if add => *v = v.saturating_add(amount),
+            Some((_, v)) => *v = v.saturating_sub(amount),
+            None if add && amount > 0 => self.0.push((asset, amount)),
             None => {}
         }
         if !add {
-            for s in &mut self.inline {
-                if s.is_some_and(|(_, v)| v == 0) {
-                    *s = None;
-                }
-            }
-            self.more.retain(|(_, v)| *v > 0);
+            self.0.retain(|(_, v)| *v > 0);
         }
     }
 }

@@ -529,9 +529,9 @@ proptest::proptest! {
     /// Through any run of admissions, blocks (with their updates) and
     /// removals, the pool's counts and bytes match what it holds, nothing
     /// stale or expired stays after an update, a selection is each
-    /// sender's run of nonces from its account's, and once everything has
-    /// left, every sender can spend its whole balance again (its pending
-    /// spend went back to nothing).
+    /// sender's run of nonces from its account's, a sender's pending spend
+    /// is exactly what its held transactions could spend, and once
+    /// everything has left, every sender can spend its whole balance again.
     #[test]
     fn the_pool_accounts_for_what_it_holds(steps in proptest::collection::vec(step(), 1..24)) {
         let mut c = chain(4);
@@ -607,6 +607,49 @@ proptest::proptest! {
                     .or_insert_with(|| c.ledger.account(&t.tx.sender).unwrap().nonce);
                 proptest::prop_assert_eq!(t.tx.nonce, *expected, "a run of nonces");
                 *expected += 1;
+            }
+            // A sender still holding transactions has exactly their spend
+            // pending: the rest of its USDT can go in one more transfer, and
+            // a unit more cannot (probed, then taken out again).
+            for key in &users {
+                let addr = key.address();
+                let mine: Vec<_> = held
+                    .iter()
+                    .filter_map(|(h, _)| m.get(h))
+                    .filter(|t| t.tx.sender == addr)
+                    .cloned()
+                    .collect();
+                if mine.is_empty() || mine.len() >= 3 || m.len() >= 12 {
+                    continue;
+                }
+                let spent: u128 = mine
+                    .iter()
+                    .map(|t| match &t.tx.payload {
+                        Payload::Transfer { asset, amount, .. } if *asset == usdt() => {
+                            FEE.0 + amount.0
+                        }
+                        _ => FEE.0,
+                    })
+                    .sum();
+                let account = c.ledger.account(&addr).unwrap();
+                let free = account.balance(&usdt()).0.saturating_sub(spent + FEE.0);
+                let taken: Vec<u64> = mine.iter().map(|t| t.tx.nonce).collect();
+                let nonce = (account.nonce..).find(|n| !taken.contains(n)).unwrap();
+                if free == 0 {
+                    continue;
+                }
+                let tip = c.ledger.tip().height;
+                let over = c.tx_expiring(key, nonce, tip + 1, transfer(to, free + 1));
+                let r = m.admit(vec![over], &c.ledger);
+                proptest::prop_assert!(
+                    matches!(r[0], Err(AdmitError::Invalid(InvalidTx::InsufficientBalance { .. }))),
+                    "{:?}",
+                    r
+                );
+                let exact = c.tx_expiring(key, nonce, tip + 1, transfer(to, free));
+                let r = m.admit(vec![exact.clone()], &c.ledger);
+                proptest::prop_assert!(r[0].is_ok(), "{:?}", r);
+                m.remove(&[exact.hash()]);
             }
         }
         // Past every expiry: the pool empties and forgets every spend.
