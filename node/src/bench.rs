@@ -459,16 +459,39 @@ async fn step(
     let submitted = lock(&submitted).clone();
     let finalized = lock(&finalized).clone();
     let mut latencies: Vec<f64> = Vec::new();
+    // Latencies by the second of the window a transfer was submitted in:
+    // a backlog at the start or a stall partway shows up here, where the
+    // whole window's percentiles only say that something was slow.
+    let mut by_second: Vec<Vec<f64>> = vec![Vec::new(); offered_secs.ceil() as usize + 1];
     let mut counted = Vec::new();
     let mut last_final = start;
     for (h, at) in &submitted {
         if let Some(f) = finalized.get(h) {
-            latencies.push(f.duration_since(*at).as_secs_f64() * 1e3);
+            let ms = f.duration_since(*at).as_secs_f64() * 1e3;
+            latencies.push(ms);
+            let last = by_second.len() - 1;
+            let second = at.duration_since(start).as_secs() as usize;
+            by_second[second.min(last)].push(ms);
             last_final = last_final.max(*f);
             counted.push(*h);
         }
     }
     latencies.sort_by(f64::total_cmp);
+    let by_second: Vec<Value> = by_second
+        .into_iter()
+        .enumerate()
+        .filter(|(_, l)| !l.is_empty())
+        .map(|(second, mut l)| {
+            l.sort_by(f64::total_cmp);
+            json!({
+                "second": second,
+                "finalized": l.len(),
+                "p50": percentile(&l, 0.50),
+                "p99": percentile(&l, 0.99),
+                "max": l.last().copied().unwrap_or(0.0),
+            })
+        })
+        .collect();
     let window = last_final
         .duration_since(start)
         .as_secs_f64()
@@ -520,6 +543,7 @@ async fn step(
         "txs_per_block": txs_per_block,
         "max_rss_bytes": max_rss_bytes,
         "proposal_to_finality_ms": histogram_quantiles(&p2f0, &p2f1),
+        "latency_by_submission_second_ms": by_second,
         "processes": nodes,
     });
     let blocks = blocks.iter().map(|b| (b.1, b.2.clone())).collect();
