@@ -45,12 +45,14 @@
 //! on insert, and again when a flush sorts them (measured: the two indexes
 //! cost about half of the whole process's CPU per block). So a block's index
 //! entries are held in memory ([`RecentIndex`]) and written to RocksDB every
-//! [`INDEX_CHUNK_BLOCKS`] blocks, after the batch of the block that closes
-//! the chunk. Those two column families use vector memtables (an append per
-//! insert, one `std::sort` at flush), and each chunk's memtable is switched
-//! out at once, so a read never meets a mutable vector memtable (RocksDB
-//! copies and sorts one on every read). Reads look in memory first, then in
-//! RocksDB up to `indexed_to`.
+//! [`INDEX_CHUNK_BLOCKS`] blocks: the block that closes the chunk seals it
+//! after its batch, and a thread of its own (`sou-chunk`) writes it while the next blocks commit; until then it is read
+//! from memory. Those two column families use vector memtables (an append
+//! per insert, one `std::sort` at flush), and each chunk's memtable is
+//! switched out at once, with reads of them in RocksDB held off meanwhile,
+//! so a read never meets a mutable vector memtable (RocksDB copies and
+//! sorts one on every read). Reads look in memory first (the blocks held,
+//! then a sealed chunk), then in RocksDB up to `indexed_to`.
 //!
 //! A chunk is derived data: everything in it can be rebuilt from the
 //! blocks' batches. So it is written without the WAL (which carried 18 MB
@@ -84,7 +86,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use borsh::{BorshDeserialize, BorshSerialize};
 use rocksdb::{
@@ -272,8 +274,9 @@ pub const DEFAULT_STATE_CACHE_ENTRIES: usize = 262_144;
 /// Committed state entries recently read or written, so that executing a
 /// block reads the accounts it touches from memory, not from RocksDB. It
 /// holds exactly what the `state` column family holds for the keys it has
-/// (the commit that writes a chunk updates it, and readers fill it under
-/// the lock that keeps that commit out), so it can never change a result.
+/// (the chunk writer updates it as it hands a chunk over, and readers fill
+/// it under the lock that keeps that hand-over out), so it can never change
+/// a result.
 #[derive(Debug, Default)]
 struct StateReadCache {
     entries: HashMap<Vec<u8>, Option<Vec<u8>>, foldhash::fast::RandomState>,
@@ -299,6 +302,73 @@ impl StateReadCache {
 struct BatchEncoder {
     buf: Vec<u8>,
     count: u32,
+}
+
+/// Where a chunk's entries are put: one batch, or several ([`SplitBatch`]).
+trait Puts {
+    fn put(&mut self, cf: u32, key: &[u8], value: &[u8]) -> Result<()>;
+    fn delete(&mut self, cf: u32, key: &[u8]) -> Result<()>;
+}
+
+impl Puts for BatchEncoder {
+    fn put(&mut self, cf: u32, key: &[u8], value: &[u8]) -> Result<()> {
+        BatchEncoder::put(self, cf, key, value)
+    }
+
+    fn delete(&mut self, cf: u32, key: &[u8]) -> Result<()> {
+        BatchEncoder::delete(self, cf, key)
+    }
+}
+
+/// Batches of at most [`CHUNK_WRITE_ENTRIES`] operations: a chunk's index
+/// entries are handed to RocksDB in several writes, so a block's batch
+/// committed meanwhile waits behind one of them (a few milliseconds), not
+/// behind the whole chunk (about 100 ms at 15,000 transfers/s on the
+/// 2-core development machine).
+struct SplitBatch {
+    done: Vec<BatchEncoder>,
+    current: BatchEncoder,
+}
+
+/// Operations per write of a chunk's index entries (see [`SplitBatch`]).
+const CHUNK_WRITE_ENTRIES: u32 = 8_192;
+
+impl SplitBatch {
+    fn new() -> SplitBatch {
+        SplitBatch {
+            done: Vec::new(),
+            current: BatchEncoder::with_capacity(CHUNK_WRITE_ENTRIES as usize * 64),
+        }
+    }
+
+    fn roll(&mut self) {
+        if self.current.count >= CHUNK_WRITE_ENTRIES {
+            let full = std::mem::replace(
+                &mut self.current,
+                BatchEncoder::with_capacity(CHUNK_WRITE_ENTRIES as usize * 64),
+            );
+            self.done.push(full);
+        }
+    }
+
+    fn finish(mut self) -> Vec<BatchEncoder> {
+        if self.current.count > 0 {
+            self.done.push(self.current);
+        }
+        self.done
+    }
+}
+
+impl Puts for SplitBatch {
+    fn put(&mut self, cf: u32, key: &[u8], value: &[u8]) -> Result<()> {
+        self.roll();
+        self.current.put(cf, key, value)
+    }
+
+    fn delete(&mut self, cf: u32, key: &[u8]) -> Result<()> {
+        self.roll();
+        self.current.delete(cf, key)
+    }
 }
 
 /// Record tags of column-family operations in RocksDB's batch format.
@@ -457,7 +527,7 @@ impl RecentIndex {
     /// Puts every entry held into `batch`: one `tx_index` entry per
     /// transaction, one `address_history` entry per address (its positions
     /// in the chunk, newest first).
-    fn write(&self, batch: &mut BatchEncoder, ids: &CfIds) -> Result<()> {
+    fn write(&self, batch: &mut impl Puts, ids: &CfIds) -> Result<()> {
         for (hash, (h, i)) in &self.txs {
             batch.put(ids.tx_index, &hash.0, &tx_key(*h, *i))?;
         }
@@ -474,6 +544,16 @@ impl RecentIndex {
             batch.put(ids.history, &chunk_history_key(addr, *oldest), &buf)?;
         }
         Ok(())
+    }
+
+    /// Takes the entries held, leaving none (and `indexed_to` as it is).
+    fn take(&mut self) -> RecentIndex {
+        RecentIndex {
+            indexed_to: self.indexed_to,
+            txs: std::mem::take(&mut self.txs),
+            history: std::mem::take(&mut self.history),
+            positions: std::mem::take(&mut self.positions),
+        }
     }
 
     fn clear(&mut self, indexed_to: u64) {
@@ -504,7 +584,7 @@ struct RecentState {
 impl RecentState {
     /// Puts every value held into `state`, with the marker saying that
     /// `state` then holds the state of block `at`, whose LtHash is `lthash`.
-    fn write(&self, batch: &mut BatchEncoder, ids: &CfIds, at: u64, lthash: &LtHash) -> Result<()> {
+    fn write(&self, batch: &mut impl Puts, ids: &CfIds, at: u64, lthash: &LtHash) -> Result<()> {
         for (key, value) in &self.latest {
             match value {
                 Some(v) => batch.put(ids.state, key, v)?,
@@ -544,6 +624,14 @@ impl RecentState {
         }
         self.state_to = height;
     }
+
+    /// Takes the values held, leaving none (and `state_to` as it is).
+    fn take(&mut self) -> RecentState {
+        RecentState {
+            state_to: self.state_to,
+            latest: std::mem::take(&mut self.latest),
+        }
+    }
 }
 
 /// The chunk heights `meta` records (`indexed_to`, `state_to`): where a
@@ -561,11 +649,26 @@ impl Marks {
     }
 }
 
+/// A chunk closed and being written to RocksDB by the chunk writer (see
+/// [`Store::commit`]): the entries of the blocks up to `to` above the
+/// last chunk written, read from here until the writer is done.
+#[derive(Debug)]
+struct Sealed {
+    to: u64,
+    /// The LtHash of block `to`'s state, for `state`'s marker.
+    lthash: LtHash,
+    index: RecentIndex,
+    state: RecentState,
+}
+
 /// What the blocks above the last chunk wrote, held in memory.
 #[derive(Debug, Default)]
 struct Recent {
+    /// The blocks above the sealed chunk, or above the last chunk written.
     index: RecentIndex,
     state: RecentState,
+    /// A chunk closed and not yet written: between `index` and RocksDB.
+    sealed: Option<Arc<Sealed>>,
     /// What `meta` records. Chunks are written without the WAL, so this
     /// lags the chunks written until their memtables are flushed.
     marked: Marks,
@@ -609,19 +712,122 @@ impl Recent {
 
 #[derive(Debug)]
 pub struct Store {
-    db: DB,
+    db: Arc<DB>,
     ids: CfIds,
     /// Records of blocks from this height on are paged (module docs).
     paged_from: u64,
-    cache: Mutex<StateReadCache>,
-    /// Readers hold it (read) across their RocksDB reads of the two
-    /// indexes and of the state (and the read cache's update); a commit
-    /// that closes a chunk holds it (write) from its write until the
-    /// memtables are switched and the cache updated. So no read ever
-    /// reaches a mutable vector memtable holding a chunk (RocksDB would copy
-    /// and sort it for every such read), none sees an entry twice or not at
-    /// all, and no reader puts a value older than RocksDB's into the cache.
-    recent: RwLock<Recent>,
+    cache: Arc<Mutex<StateReadCache>>,
+    /// Readers hold it (read) across their reads of the two indexes and of
+    /// the state, in memory and in RocksDB (and the read cache's update); a
+    /// commit holds it (write) to add its block's entries or to seal a
+    /// chunk, and the chunk writer to hand over a chunk it has written
+    /// (its values go to the read cache). So none sees an entry twice or
+    /// not at all, and no reader puts a value older than RocksDB's into
+    /// the cache.
+    recent: Arc<RwLock<Recent>>,
+    /// The chunk writer holds it (write) from its first write of a chunk
+    /// until the memtables are switched; readers of the chunk column
+    /// families in RocksDB hold it (read). So no read ever reaches a
+    /// mutable vector memtable holding a chunk (RocksDB would copy and sort
+    /// it for every such read).
+    chunk_io: Arc<RwLock<()>>,
+    /// The chunk writer's thread, until its result is collected.
+    writer: Mutex<Option<std::thread::JoinHandle<Result<()>>>>,
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        // The writer holds the database open; the next open must not find
+        // it locked. A chunk it failed to write is rebuilt on reopening.
+        if let Some(handle) = lock_ignoring_poison(&self.writer).take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+fn lock_ignoring_poison<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write_ignoring_poison<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn read_ignoring_poison<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// What the chunk writer shares with the store.
+struct ChunkWriter {
+    db: Arc<DB>,
+    ids: CfIds,
+    cache: Arc<Mutex<StateReadCache>>,
+    recent: Arc<RwLock<Recent>>,
+    chunk_io: Arc<RwLock<()>>,
+}
+
+impl ChunkWriter {
+    /// Writes a sealed chunk into the chunk column families' memtables,
+    /// without the WAL, and switches them out (their flush runs in the
+    /// background); then hands the chunk over: it leaves memory, its
+    /// values go to the read cache, and `indexed_to` and `state_to` move up
+    /// to it. `meta` records it once its memtables are flushed (see
+    /// [`Store::commit`]).
+    fn write(&self, sealed: &Sealed) -> Result<()> {
+        // The index entries in several writes; the state values and their
+        // marker in one, last: a memtable RocksDB switched out between two
+        // writes could reach the SST files with part of the chunk, which
+        // is harmless for index entries (rewritten, the same, after a
+        // crash) but not for the state, whose marker says which block's
+        // state `state` holds.
+        let mut index = SplitBatch::new();
+        sealed.index.write(&mut index, &self.ids)?;
+        let mut state = BatchEncoder::with_capacity(sealed.state.latest.len() * 128 + 4096);
+        sealed
+            .state
+            .write(&mut state, &self.ids, sealed.to, &sealed.lthash)?;
+        let mut no_wal = WriteOptions::default();
+        no_wal.disable_wal(true);
+        {
+            let _io = write_ignoring_poison(&self.chunk_io);
+            for batch in index.finish().into_iter().chain([state]) {
+                self.db.write_opt(batch.finish(), &no_wal)?;
+            }
+            flush_chunk_memtables(&self.db, false)?;
+        }
+        let mut recent = write_ignoring_poison(&self.recent);
+        let Some(held) = recent.sealed.take() else {
+            return Err(corrupt("chunk", "the sealed chunk went missing"));
+        };
+        recent.index.indexed_to = held.to;
+        recent.state.state_to = held.to;
+        let mut cache = lock_ignoring_poison(&self.cache);
+        match Arc::try_unwrap(held) {
+            Ok(mut held) => held.state.written(&mut cache, held.to),
+            Err(held) => {
+                for (key, value) in &held.state.latest {
+                    cache.insert(key.clone(), value.clone());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Flushes the memtables of the column families written a chunk at a
+/// time, which hold exactly the chunk just written: the switch to new,
+/// empty memtables happens now; the flush (one sort) runs in the
+/// background, and is waited for if `wait`.
+fn flush_chunk_memtables(db: &DB, wait: bool) -> Result<()> {
+    let mut fo = rocksdb::FlushOptions::default();
+    fo.set_wait(wait);
+    for name in CHUNK_CFS {
+        let cf = db
+            .cf_handle(name)
+            .ok_or_else(|| corrupt("column families", format!("{name} is missing")))?;
+        db.flush_cf_opt(cf, &fo)?;
+    }
+    Ok(())
 }
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> Error {
@@ -686,14 +892,16 @@ impl Store {
         };
         check_schema(&db)?;
         let mut store = Store {
-            db,
+            db: Arc::new(db),
             ids,
             paged_from: 0,
-            cache: Mutex::new(StateReadCache {
+            cache: Arc::new(Mutex::new(StateReadCache {
                 entries: HashMap::default(),
                 max_entries: cache_entries,
-            }),
-            recent: RwLock::new(Recent::default()),
+            })),
+            recent: Arc::new(RwLock::new(Recent::default())),
+            chunk_io: Arc::new(RwLock::new(())),
+            writer: Mutex::new(None),
         };
         store.paged_from = match store.meta_height(META_PAGED_FROM)? {
             Some(h) => h,
@@ -850,28 +1058,90 @@ impl Store {
     // Entries are added whole and a chunk is cleared only after it is
     // written: a panic elsewhere leaves nothing half done.
     fn lock_recent(&self) -> std::sync::RwLockWriteGuard<'_, Recent> {
-        self.recent
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        write_ignoring_poison(&self.recent)
     }
 
     fn read_recent(&self) -> std::sync::RwLockReadGuard<'_, Recent> {
-        self.recent
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        read_ignoring_poison(&self.recent)
     }
 
-    /// Flushes the memtables of the column families written a chunk at a
-    /// time, which hold exactly the chunk just written: the switch to new,
-    /// empty memtables happens now; the flush (one sort) runs in the
-    /// background, and is waited for if `wait`.
+    /// Held (read) across a read of a chunk column family in RocksDB (see
+    /// [`Store::chunk_io`]).
+    fn chunk_io(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        read_ignoring_poison(&self.chunk_io)
+    }
+
+    /// See [`flush_chunk_memtables`].
     fn flush_chunk_memtables(&self, wait: bool) -> Result<()> {
-        let mut fo = rocksdb::FlushOptions::default();
-        fo.set_wait(wait);
-        for name in CHUNK_CFS {
-            self.db.flush_cf_opt(self.cf(name)?, &fo)?;
-        }
+        flush_chunk_memtables(&self.db, wait)
+    }
+
+    /// Starts the chunk writer on the chunk just sealed.
+    fn spawn_writer(&self, sealed: Arc<Sealed>) -> Result<()> {
+        let writer = self.chunk_writer();
+        let handle = std::thread::Builder::new()
+            .name("sou-chunk".into())
+            .spawn(move || writer.write(&sealed))
+            .map_err(|e| corrupt("chunk writer", e))?;
+        *lock_ignoring_poison(&self.writer) = Some(handle);
         Ok(())
+    }
+
+    /// Collects the chunk writer's result once it is done (waiting for it
+    /// if `wait`). A chunk it failed to write stays sealed, is read from
+    /// memory meanwhile, and is written again: by a new writer, or here if
+    /// `wait`, so that nothing is left sealed when this returns.
+    fn collect_writer(&self, wait: bool) -> Result<()> {
+        let taken = {
+            let mut slot = lock_ignoring_poison(&self.writer);
+            match slot.take() {
+                Some(h) if !wait && !h.is_finished() => {
+                    *slot = Some(h);
+                    return Ok(());
+                }
+                taken => taken,
+            }
+        };
+        let Some(handle) = taken else {
+            // (A writer that could not be started left its chunk sealed.)
+            return self.rewrite_sealed(wait);
+        };
+        let failed = match handle.join() {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "the writer panicked".to_string(),
+        };
+        tracing::warn!(error = %failed, "writing a chunk of indexes and state failed");
+        self.rewrite_sealed(wait)
+    }
+
+    /// Writes the sealed chunk, if any, again (waiting for it if `wait`).
+    fn rewrite_sealed(&self, wait: bool) -> Result<()> {
+        let Some(sealed) = self.read_recent().sealed.clone() else {
+            return Ok(());
+        };
+        if wait {
+            self.chunk_writer().write(&sealed)
+        } else {
+            self.spawn_writer(sealed)
+        }
+    }
+
+    fn chunk_writer(&self) -> ChunkWriter {
+        ChunkWriter {
+            db: self.db.clone(),
+            ids: self.ids,
+            cache: self.cache.clone(),
+            recent: self.recent.clone(),
+            chunk_io: self.chunk_io.clone(),
+        }
+    }
+
+    /// Waits until the chunk writer has written the chunk it was given
+    /// (for tests: a commit returns before its chunk is in RocksDB).
+    #[cfg(test)]
+    fn wait_for_chunk(&self) {
+        self.collect_writer(true).unwrap();
     }
 
     /// Whether every chunk written is in SST files (durable without the
@@ -896,6 +1166,7 @@ impl Store {
     /// every memtable to SST files (tests use it to read from disk; the
     /// ledger bench, so that its figures include every write).
     pub fn flush(&self) -> Result<()> {
+        self.collect_writer(true)?;
         let mut recent = self.lock_recent();
         if recent.replay.is_some() {
             return Err(corrupt(
@@ -985,6 +1256,9 @@ impl Store {
             None if height != 0 => return Err(Error::NoGenesis),
             _ => {}
         }
+        // A chunk writer that is done: its result (a chunk it failed to
+        // write is written again).
+        self.collect_writer(false)?;
         let ids = self.ids;
         let tx_bytes: usize = block.transactions.len() * 320;
         let mut batch = BatchEncoder::with_capacity(
@@ -1029,6 +1303,13 @@ impl Store {
         }
         let over_limits = recent.index.entries() + index.entries() > INDEX_CHUNK_ENTRIES
             || recent.state.latest.len() + executed.writes.len() > STATE_CHUNK_ENTRIES;
+        if over_limits && recent.sealed.is_some() {
+            // The writer has fallen a whole chunk behind: wait for it
+            // rather than hold ever more in memory.
+            drop(recent);
+            self.collect_writer(true)?;
+            recent = self.lock_recent();
+        }
         if over_limits && recent.unmarked() && !self.chunks_flushed()? {
             // The previous chunk's flush has fallen a whole chunk behind
             // (or its memtable switch failed): wait for it rather than hold
@@ -1046,7 +1327,7 @@ impl Store {
         // loses at most one chunk, which starts where the rebuild does, so
         // the rebuilt chunk's history entries replace its entries (keyed by
         // address and first height) rather than repeat them.
-        let previous_recorded = marks.is_some() || !recent.unmarked();
+        let previous_recorded = (marks.is_some() || !recent.unmarked()) && recent.sealed.is_none();
         let closes_chunk = height == 0
             || previous_recorded
                 && (height >= recent.written_to() + INDEX_CHUNK_BLOCKS || over_limits);
@@ -1092,30 +1373,24 @@ impl Store {
         // the WAL. `meta` records it only in the first batch after its
         // memtables are flushed; a crash before that rebuilds it from the
         // blocks above the marks (the state from those above the marker
-        // `state` holds).
-        let mut chunk = BatchEncoder::with_capacity(recent.entries() * 64 + 4096);
-        let written = recent
-            .index
-            .write(&mut chunk, &ids)
-            .and_then(|()| {
-                recent
-                    .state
-                    .write(&mut chunk, &ids, height, &executed.lthash)
-            })
-            .and_then(|()| {
-                let mut no_wal = WriteOptions::default();
-                no_wal.disable_wal(true);
-                Ok(self.db.write_opt(chunk.finish(), &no_wal)?)
-            });
-        if let Err(e) = written {
-            // The block is committed and held; the next block writes the
-            // chunk again.
-            tracing::warn!(height, error = %e, "writing a chunk of indexes and state failed");
-            return Ok(());
+        // `state` holds). It is sealed (read from memory until written)
+        // and written by the chunk writer's thread: on this one, the
+        // committing one, its 100,000 and more memtable inserts held every
+        // validator's next block up by about 100 ms at once, every 64
+        // blocks.
+        let sealed = Arc::new(Sealed {
+            to: height,
+            lthash: executed.lthash.clone(),
+            index: recent.index.take(),
+            state: recent.state.take(),
+        });
+        recent.sealed = Some(sealed.clone());
+        drop(recent);
+        if let Err(e) = self.spawn_writer(sealed) {
+            // The block is committed; its chunk stays sealed, read from
+            // memory, and the next commit starts a writer again.
+            tracing::warn!(height, error = %e, "could not start the chunk writer");
         }
-        recent.index.clear(height);
-        recent.state.written(&mut self.lock_cache(), height);
-        self.flush_chunk_memtables(false)?;
         Ok(())
     }
 
@@ -1238,14 +1513,22 @@ impl Store {
 
     pub fn transaction(&self, hash: &TxHash) -> Result<Option<TxRecord>> {
         let recent = self.read_recent();
-        let (height, index) = match recent.index.txs.get(hash).copied() {
+        let held = recent
+            .index
+            .txs
+            .get(hash)
+            .or_else(|| recent.sealed.as_ref()?.index.txs.get(hash))
+            .copied();
+        let (height, index) = match held {
             Some(at) => at,
-            None => match self.db.get_cf(self.cf(CF_TX_INDEX)?, hash.0)? {
-                Some(at) => {
-                    parse_tx_key(&at).ok_or_else(|| corrupt("transaction index", "not 12 bytes"))?
+            None => {
+                let _io = self.chunk_io();
+                match self.db.get_cf(self.cf(CF_TX_INDEX)?, hash.0)? {
+                    Some(at) => parse_tx_key(&at)
+                        .ok_or_else(|| corrupt("transaction index", "not 12 bytes"))?,
+                    None => return Ok(None),
                 }
-                None => return Ok(None),
-            },
+            }
         };
         drop(recent);
         let (key, slot) = self.record_key(height, index);
@@ -1314,21 +1597,25 @@ impl Store {
         let mut out = Vec::new();
         // The newest entries, held in memory, first. They are in order, so
         // a page starts with a binary search, not a walk from the newest.
+        // (A sealed chunk's are older than the rest held.)
         let recent = self.read_recent();
-        let positions = recent
-            .index
-            .history
-            .get(address)
-            .map_or(&[][..], Vec::as_slice);
-        let end =
-            positions.partition_point(|&(height, index)| older(&HistoryCursor { height, index }));
-        for &(height, index) in positions[..end].iter().rev() {
-            if out.len() >= limit {
-                return Ok(out);
+        let held = [
+            Some(&recent.index),
+            recent.sealed.as_ref().map(|s| &s.index),
+        ];
+        for index in held.into_iter().flatten() {
+            let positions = index.history.get(address).map_or(&[][..], Vec::as_slice);
+            let end = positions
+                .partition_point(|&(height, index)| older(&HistoryCursor { height, index }));
+            for &(height, index) in positions[..end].iter().rev() {
+                if out.len() >= limit {
+                    return Ok(out);
+                }
+                out.push(HistoryCursor { height, index });
             }
-            out.push(HistoryCursor { height, index });
         }
         let indexed_to = recent.index.indexed_to;
+        let _io = self.chunk_io();
         // Then RocksDB's, up to `indexed_to`. Keys hold inverted heights
         // (a chunk entry's oldest): newest first is a forward scan within
         // the address's prefix, and an entry whose oldest position is above
@@ -1392,6 +1679,7 @@ impl Store {
     /// Every state entry, in key order (for tests and audits; costs a full scan).
     pub fn state_entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let recent = self.read_recent();
+        let io = self.chunk_io();
         let mut ro = ReadOptions::default();
         ro.set_total_order_seek(true);
         let mut entries = std::collections::BTreeMap::new();
@@ -1404,7 +1692,10 @@ impl Store {
                 entries.insert(k.to_vec(), v.to_vec());
             }
         }
-        for (key, value) in &recent.state.latest {
+        drop(io);
+        // The sealed chunk's values, then the newer ones.
+        let sealed = recent.sealed.as_ref().map(|s| &s.state.latest);
+        for (key, value) in sealed.into_iter().flatten().chain(&recent.state.latest) {
             match value {
                 Some(v) => entries.insert(key.clone(), v.clone()),
                 None => entries.remove(key),
@@ -1430,13 +1721,21 @@ impl Store {
     pub fn read_state<T>(&self, key: &[u8], read: impl FnOnce(Option<&[u8]>) -> T) -> Result<T> {
         // Held until the cache is updated (see `Store::recent`).
         let recent = self.read_recent();
-        if let Some(v) = recent.state.latest.get(key) {
+        let held = recent
+            .state
+            .latest
+            .get(key)
+            .or_else(|| recent.sealed.as_ref()?.state.latest.get(key));
+        if let Some(v) = held {
             return Ok(read(v.as_deref()));
         }
         if let Some(v) = self.lock_cache().entries.get(key) {
             return Ok(read(v.as_deref()));
         }
-        let v = self.db.get_cf(self.cf(CF_STATE)?, key)?;
+        let v = {
+            let _io = self.chunk_io();
+            self.db.get_cf(self.cf(CF_STATE)?, key)?
+        };
         let out = read(v.as_deref());
         self.lock_cache().insert(key.to_vec(), v);
         drop(recent);
@@ -1460,6 +1759,7 @@ impl StateReader for Store {
                         .state
                         .latest
                         .get(*k)
+                        .or_else(|| recent.sealed.as_ref()?.state.latest.get(*k))
                         .or_else(|| cache.entries.get(*k))
                         .cloned()
                 })
@@ -1473,7 +1773,10 @@ impl StateReader for Store {
             .collect();
         if !missing.is_empty() {
             let cf = self.cf(CF_STATE)?;
-            let fetched = self.db.batched_multi_get_cf(cf, &missing, false);
+            let fetched = {
+                let _io = self.chunk_io();
+                self.db.batched_multi_get_cf(cf, &missing, false)
+            };
             let mut cache = self.lock_cache();
             let mut fetched = fetched.into_iter();
             for (key, slot) in keys.iter().zip(out.iter_mut()) {
@@ -1863,7 +2166,8 @@ mod tests {
     }
 
     /// An address's history reads as one list, newest first, across the
-    /// positions held in memory, its chunk entries and the block entries of
+    /// positions held in memory (a sealed chunk's included), its chunk
+    /// entries and the block entries of
     /// layouts before 6, whatever the page size; entries above `indexed_to`
     /// (a chunk written but not recorded) are not read from RocksDB.
     #[test]
@@ -1902,9 +2206,21 @@ mod tests {
             .put_cf(cf, chunk_history_key(&other, 5), chunk(&[(6, 6)]))
             .unwrap();
         {
+            // Block 13's chunk is sealed (being written), block 14 held.
             let mut recent = store.lock_recent();
             recent.index.indexed_to = 12;
-            recent.index.history.insert(who, vec![(13, 5), (14, 0)]);
+            let mut sealed = RecentIndex {
+                indexed_to: 12,
+                ..RecentIndex::default()
+            };
+            sealed.history.insert(who, vec![(13, 5)]);
+            recent.sealed = Some(Arc::new(Sealed {
+                to: 13,
+                lthash: LtHash::default(),
+                index: sealed,
+                state: RecentState::default(),
+            }));
+            recent.index.history.insert(who, vec![(14, 0)]);
         }
         let mut expected: Vec<(u64, u32)> = (1..=4u64).flat_map(|h| [(h, 1), (h, 3)]).collect();
         expected.extend(first.iter().chain(&second));
@@ -1989,6 +2305,7 @@ mod tests {
         for height in 0..=INDEX_CHUNK_BLOCKS {
             commit(height, 0);
         }
+        store.wait_for_chunk();
         assert_eq!(store.lock_recent().written_to(), INDEX_CHUNK_BLOCKS);
         // Something in a chunk memtable: the chunk is not flushed yet.
         store
@@ -2009,6 +2326,7 @@ mod tests {
         commit(held_until + 1, 0);
         let recorded = (INDEX_CHUNK_BLOCKS, INDEX_CHUNK_BLOCKS);
         assert_eq!(store.chunk_marks().unwrap(), recorded);
+        store.wait_for_chunk();
         assert_eq!(store.lock_recent().written_to(), held_until + 1);
         wait_for_flushes();
         commit(held_until + 2, 0);
@@ -2028,11 +2346,16 @@ mod tests {
             Some(held_until + 1)
         );
         // A block that takes the held state past its limit closes a chunk;
-        // while that one is unrecorded, the next such block waits for its
-        // flush: it is recorded, and the next chunk closes.
+        // while that one is being written, or is unrecorded, the next such
+        // block waits for its writer and its flush: it is recorded, and the
+        // next chunk closes.
         let first_big = held_until + 3;
         commit(first_big, STATE_CHUNK_ENTRIES as u32);
-        assert_eq!(store.lock_recent().written_to(), first_big);
+        {
+            let recent = store.lock_recent();
+            let sealed_to = recent.sealed.as_ref().map(|s| s.to);
+            assert!(sealed_to == Some(first_big) || recent.written_to() == first_big);
+        }
         store
             .db
             .put_cf(store.cf(CF_TX_INDEX).unwrap(), [1u8; 32], [0u8; 12])
@@ -2040,6 +2363,7 @@ mod tests {
         let big = first_big + 1;
         commit(big, STATE_CHUNK_ENTRIES as u32);
         assert_eq!(store.chunk_marks().unwrap(), (first_big, first_big));
+        store.wait_for_chunk();
         assert_eq!(store.lock_recent().written_to(), big);
         drop(store);
         let store = Store::open(dir.path()).unwrap();
@@ -2051,6 +2375,61 @@ mod tests {
 
     /// Records read the same stored in pages (from `paged_from` on) and one
     /// per key (below it), by position and as a block.
+    /// A sealed chunk is read from memory until it is written; one whose
+    /// writer never started (or failed) is written by the next collection,
+    /// and is then read from RocksDB, with `state`'s marker at its height.
+    #[test]
+    fn a_sealed_chunk_is_read_from_memory_and_written_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let key = vec![5u8; STATE_KEY_MIN_BYTES];
+        let (who, tx): (Address, TxHash) = (Address([6; 32]), sou_types::Hash([7; 32]));
+        {
+            let mut index = RecentIndex::default();
+            index.add(
+                1,
+                BlockIndex {
+                    txs: vec![tx],
+                    involved: vec![(who, 0)],
+                },
+            );
+            let mut state = RecentState::default();
+            state.latest.insert(key.clone(), Some(b"value".to_vec()));
+            store.lock_recent().sealed = Some(Arc::new(Sealed {
+                to: 1,
+                lthash: LtHash::default(),
+                index,
+                state,
+            }));
+        }
+        let position = |store: &Store| -> Vec<(u64, u32)> {
+            let page = store.history_positions(&who, None, 10).unwrap();
+            page.iter().map(|c| (c.height, c.index)).collect()
+        };
+        assert_eq!(store.get_state(&key).unwrap(), Some(b"value".to_vec()));
+        assert_eq!(position(&store), vec![(1, 0)]);
+        let in_rocksdb = |store: &Store, cf: &str, key: &[u8]| {
+            store.db.get_cf(store.cf(cf).unwrap(), key).unwrap()
+        };
+        assert_eq!(in_rocksdb(&store, CF_STATE, &key), None);
+        // No writer is running: the next collection starts one.
+        store.collect_writer(false).unwrap();
+        store.wait_for_chunk();
+        {
+            let recent = store.read_recent();
+            assert!(recent.sealed.is_none());
+            assert_eq!(recent.written_to(), 1);
+        }
+        assert_eq!(in_rocksdb(&store, CF_STATE, &key), Some(b"value".to_vec()));
+        assert_eq!(
+            in_rocksdb(&store, CF_TX_INDEX, &tx.0),
+            Some(tx_key(1, 0).to_vec())
+        );
+        assert_eq!(store.get_state(&key).unwrap(), Some(b"value".to_vec()));
+        assert_eq!(position(&store), vec![(1, 0)]);
+        assert_eq!(store.state_held_at().unwrap().map(|(h, _)| h), Some(1));
+    }
+
     #[test]
     fn records_read_the_same_paged_and_single() {
         use sou_types::{Amount, ChainId, Keypair, Memo, Payload, Transaction};
