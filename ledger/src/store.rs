@@ -46,7 +46,8 @@
 //! cost about half of the whole process's CPU per block). So a block's index
 //! entries are held in memory ([`RecentIndex`]) and written to RocksDB every
 //! [`INDEX_CHUNK_BLOCKS`] blocks: the block that closes the chunk seals it
-//! after its batch, and a thread of its own (`sou-chunk`) writes it while the next blocks commit; until then it is read
+//! after its batch, and a thread of its own (`sou-chunk`, at a lower
+//! priority) writes it while the next blocks commit; until then it is read
 //! from memory. Those two column families use vector memtables (an append
 //! per insert, one `std::sort` at flush), and each chunk's memtable is
 //! switched out at once, with reads of them in RocksDB held off meanwhile,
@@ -329,6 +330,9 @@ struct SplitBatch {
     done: Vec<BatchEncoder>,
     current: BatchEncoder,
 }
+
+/// The chunk writer's nice value (the admitting threads run at 5).
+const CHUNK_WRITER_NICE: i32 = 10;
 
 /// Operations per write of a chunk's index entries (see [`SplitBatch`]).
 const CHUNK_WRITE_ENTRIES: u32 = 8_192;
@@ -853,17 +857,19 @@ impl Store {
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.set_max_background_jobs(2);
-        // Compactions run at the lowest CPU and I/O priority. They are
-        // deferrable, and the ones into level 1 of the two hash-keyed
-        // indexes (below) rewrite it whole: at 15,000 transfers/s, every
-        // validator's first took about 2 s of a core at the same moment,
-        // since all write the same chunks, and on a machine the
-        // validators share that stalled the chain for as long. Flushes
-        // keep their normal priority: a memtable waiting on one stalls
-        // writes.
+        // Compactions and flushes run at the lowest CPU priority (and
+        // compactions at the lowest I/O priority). Both can wait, and both
+        // come in bursts that every validator has at the same moment,
+        // since all write the same chunks: at 15,000 transfers/s the first
+        // compaction into level 1 of the two hash-keyed indexes (below)
+        // took about 2 s of a core on each, and each chunk's flush (a sort
+        // and 9 MB of SST files) about 200 ms; on a machine the validators
+        // share, each burst stalled the chain for as long. Memtables may
+        // queue up to 4 deep (below) while a flush waits for CPU.
         let mut env = rocksdb::Env::new()?;
         env.lower_thread_pool_cpu_priority();
         env.lower_thread_pool_io_priority();
+        env.lower_high_priority_thread_pool_cpu_priority();
         opts.set_env(&env);
         opts.set_bytes_per_sync(1 << 20);
         // Hash-bucketed memtables (below) take one writer at a time, which
@@ -1081,7 +1087,14 @@ impl Store {
         let writer = self.chunk_writer();
         let handle = std::thread::Builder::new()
             .name("sou-chunk".into())
-            .spawn(move || writer.write(&sealed))
+            .spawn(move || {
+                // Below the committing and admitting threads: a chunk is
+                // read from memory until it is written, and its bursts of
+                // work (about 100 ms a chunk at 15,000 transfers/s) came
+                // at the same moment on every validator.
+                let _ = rustix::process::nice(CHUNK_WRITER_NICE);
+                writer.write(&sealed)
+            })
             .map_err(|e| corrupt("chunk writer", e))?;
         *lock_ignoring_poison(&self.writer) = Some(handle);
         Ok(())
@@ -1811,6 +1824,9 @@ impl StateReader for Store {
 fn cf_options(name: &str) -> Options {
     let mut o = Options::default();
     o.set_write_buffer_size(64 << 20);
+    // A memtable waiting for its flush does not stall writes until three
+    // do (flushes run at a low priority: see `Store::open_with_cache`).
+    o.set_max_write_buffer_number(4);
     // What is flushed from memtables and first compacted is written
     // uncompressed: hashes, addresses and signatures do not compress, and
     // snappy cost about 7% of a block's CPU (flushes included). Colder
@@ -1835,9 +1851,8 @@ fn cf_options(name: &str) -> Options {
         if let Some(p) = prefix {
             o.set_prefix_extractor(p);
         }
+        // (A chunk's switch does not wait for the previous chunk's flush.)
         o.set_memtable_factory(MemtableFactory::Vector);
-        // A chunk's switch does not wait for the previous chunk's flush.
-        o.set_max_write_buffer_number(4);
         if name != CF_STATE {
             // Keyed by random hashes, so every flushed chunk overlaps all
             // of level 1, and each compaction into it rewrites level 1
