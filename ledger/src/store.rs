@@ -1721,9 +1721,7 @@ impl Store {
 impl Store {
     fn lock_cache(&self) -> std::sync::MutexGuard<'_, StateReadCache> {
         // The cache holds no invariant a panic elsewhere could break.
-        self.cache
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock_ignoring_poison(&self.cache)
     }
 }
 
